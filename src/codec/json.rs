@@ -1,0 +1,4 @@
+//! Json codec (being written)
+/// JSON codec.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Json;

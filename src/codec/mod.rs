@@ -1,0 +1,26 @@
+//! Codecs turn the session map into stored bytes and back.
+
+use indexmap::IndexMap;
+
+use crate::Result;
+
+mod json;
+mod msgpack;
+
+pub use json::Json;
+pub use msgpack::MsgPack;
+
+/// Any MessagePack value: nil, bool, int, float, str, bin, array, map or ext (timestamps).
+pub use rmpv::Value;
+
+/// The session's data: string keys in insertion order, each holding any [`Value`].
+pub type SessionMap = IndexMap<String, Value>;
+
+/// Serialises a [`SessionMap`] for the store.
+pub trait Codec: Send + Sync {
+    /// The bytes to store for `map`.
+    fn encode(&self, map: &SessionMap) -> Result<Vec<u8>>;
+    /// The map stored in `bytes`; [`Error::Decode`](crate::Error::Decode) when they are not a
+    /// valid payload of this codec.
+    fn decode(&self, bytes: &[u8]) -> Result<SessionMap>;
+}

@@ -1,0 +1,170 @@
+//! An in-process store for tests and single-process apps.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+use super::{Store, Sweep};
+use crate::Result;
+
+/// How many writes may pass between two automatic evictions of expired entries, at least.
+const MIN_EVICTION_INTERVAL: usize = 1024;
+
+/// Sessions in a hash map inside the process; lost when the process exits.
+///
+/// Expired entries are never returned, and they are evicted automatically: after a number of
+/// writes at least as large as the map was at the last eviction, so the cost stays constant per
+/// write and memory stays bounded by the number of live sessions.
+///
+/// ```
+/// use std::time::{Duration, SystemTime};
+/// use server_session::store::{MemoryStore, Store};
+///
+/// let store = MemoryStore::new();
+/// let expires = SystemTime::now() + Duration::from_secs(60);
+/// assert!(store.create("session:a", b"data", expires)?);
+/// assert_eq!(store.load("session:a")?, Some(b"data".to_vec()));
+/// # Ok::<(), server_session::Error>(())
+/// ```
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    entries: HashMap<String, Entry>,
+    writes_since_eviction: usize,
+    size_after_eviction: usize,
+}
+
+#[derive(Debug)]
+struct Entry {
+    value: Vec<u8>,
+    expires: SystemTime,
+}
+
+impl Entry {
+    fn is_live(&self, now: SystemTime) -> bool {
+        self.expires > now
+    }
+}
+
+impl Inner {
+    fn live_mut(&mut self, key: &str) -> Option<&mut Entry> {
+        let now = SystemTime::now();
+        self.entries.get_mut(key).filter(|e| e.is_live(now))
+    }
+
+    fn count_write(&mut self) {
+        self.writes_since_eviction += 1;
+        if self.writes_since_eviction >= self.size_after_eviction.max(MIN_EVICTION_INTERVAL) {
+            self.evict_expired(usize::MAX);
+        }
+    }
+
+    fn evict_expired(&mut self, limit: usize) -> usize {
+        let now = SystemTime::now();
+        let expired: Vec<String> = self
+            .entries
+            .iter()
+            .filter(|(_, e)| !e.is_live(now))
+            .map(|(k, _)| k.clone())
+            .take(limit)
+            .collect();
+        for key in &expired {
+            self.entries.remove(key);
+        }
+        self.writes_since_eviction = 0;
+        self.size_after_eviction = self.entries.len();
+        expired.len()
+    }
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The number of entries held, live or expired but not yet evicted.
+    ///
+    /// ```
+    /// let store = server_session::store::MemoryStore::new();
+    /// assert_eq!(store.len(), 0);
+    /// ```
+    pub fn len(&self) -> usize {
+        self.lock().entries.len()
+    }
+
+    /// Whether the store holds no entries at all.
+    ///
+    /// ```
+    /// assert!(server_session::store::MemoryStore::new().is_empty());
+    /// ```
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // A panic while holding the lock cannot leave the map half-updated (every update is a
+        // single HashMap call), so a poisoned lock is safe to keep using.
+        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl Store for MemoryStore {
+    fn load(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        Ok(self.lock().live_mut(key).map(|e| e.value.clone()))
+    }
+
+    fn create(&self, key: &str, value: &[u8], expires: SystemTime) -> Result<bool> {
+        let mut inner = self.lock();
+        if inner.live_mut(key).is_some() {
+            return Ok(false);
+        }
+        let entry = Entry { value: value.to_vec(), expires };
+        inner.entries.insert(key.to_owned(), entry);
+        inner.count_write();
+        Ok(true)
+    }
+
+    fn save(&self, key: &str, value: &[u8], expires: SystemTime) -> Result<bool> {
+        let mut inner = self.lock();
+        let Some(entry) = inner.live_mut(key) else {
+            return Ok(false);
+        };
+        entry.value.clear();
+        entry.value.extend_from_slice(value);
+        entry.expires = expires;
+        Ok(true)
+    }
+
+    fn touch(&self, key: &str, expires: SystemTime) -> Result<bool> {
+        let mut inner = self.lock();
+        let Some(entry) = inner.live_mut(key) else {
+            return Ok(false);
+        };
+        entry.expires = expires;
+        Ok(true)
+    }
+
+    fn delete(&self, key: &str) -> Result<()> {
+        self.lock().entries.remove(key);
+        Ok(())
+    }
+
+    fn load_and_touch(&self, key: &str, expires: SystemTime) -> Result<Option<Vec<u8>>> {
+        let mut inner = self.lock();
+        Ok(inner.live_mut(key).map(|entry| {
+            entry.expires = expires;
+            entry.value.clone()
+        }))
+    }
+}
+
+impl Sweep for MemoryStore {
+    fn sweep(&self, limit: usize) -> Result<usize> {
+        Ok(self.lock().evict_expired(limit))
+    }
+}

@@ -1,0 +1,63 @@
+//! The [`Store`] contract and the stores that ship with the crate.
+//!
+//! A store keeps opaque bytes under string keys with an absolute expiry. The manager owns the
+//! codec and the key prefix; a store never looks inside a value.
+
+use std::time::SystemTime;
+
+use crate::Result;
+
+mod filesystem;
+mod memory;
+mod null;
+mod sweeper;
+
+#[doc(hidden)]
+pub mod conformance;
+
+pub use filesystem::{FileStore, FileStoreBuilder};
+pub use memory::MemoryStore;
+pub use null::NullStore;
+pub use sweeper::Sweeper;
+
+/// Where sessions live: bytes in, bytes out, each entry with an absolute expiry.
+///
+/// Every method is safe to call from many threads at once. An entry whose expiry has passed is
+/// treated exactly like a missing one by every method, whether or not the store has removed it yet.
+pub trait Store: Send + Sync {
+    /// The stored bytes, or `None` when the key is missing or expired (never an expired value).
+    fn load(&self, key: &str) -> Result<Option<Vec<u8>>>;
+
+    /// Insert only if absent (or expired). `Ok(false)` when a live entry already has this key;
+    /// the caller then picks a new id.
+    fn create(&self, key: &str, value: &[u8], expires: SystemTime) -> Result<bool>;
+
+    /// Replace the value and expiry only if a live entry exists. `Ok(false)` when it is gone: a
+    /// session destroyed or expired meanwhile is not resurrected by a late concurrent request.
+    fn save(&self, key: &str, value: &[u8], expires: SystemTime) -> Result<bool>;
+
+    /// Set a new expiry without rewriting the value. `Ok(false)` when the entry is gone.
+    fn touch(&self, key: &str, expires: SystemTime) -> Result<bool>;
+
+    /// Remove the entry; removing a missing key is `Ok`.
+    fn delete(&self, key: &str) -> Result<()>;
+
+    /// Set a new expiry and return the stored bytes, or `None` when the entry is gone.
+    ///
+    /// The manager calls this at commit for a session the handler never read, to extend its
+    /// expiry and learn whether it is permanent. The default touches, then loads; stores with a
+    /// native get-and-touch override it to do both in one step.
+    fn load_and_touch(&self, key: &str, expires: SystemTime) -> Result<Option<Vec<u8>>> {
+        if self.touch(key, expires)? {
+            self.load(key)
+        } else {
+            Ok(None)
+        }
+    }
+}
+
+/// Stores without native expiry remove expired entries with [`Sweep::sweep`].
+pub trait Sweep: Store {
+    /// Remove up to `limit` expired entries and return how many were removed.
+    fn sweep(&self, limit: usize) -> Result<usize>;
+}

@@ -1,0 +1,107 @@
+//! A background thread that sweeps expired entries out of a [`Sweep`] store.
+
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use super::Sweep;
+use crate::{Error, Result};
+
+/// Sweeps a store every `interval` on a plain thread until stopped or dropped.
+///
+/// Each round removes expired entries in batches of `batch` until a batch comes back short, so
+/// one round never holds a store lock for long. Sweep errors are logged and retried next round.
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::time::Duration;
+/// use server_session::store::{MemoryStore, Sweeper};
+///
+/// let store = Arc::new(MemoryStore::new());
+/// let sweeper = Sweeper::spawn(store.clone(), Duration::from_secs(60), 1000)?;
+/// sweeper.stop();
+/// # Ok::<(), server_session::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct Sweeper {
+    stop: Arc<StopFlag>,
+    thread: Option<JoinHandle<()>>,
+}
+
+#[derive(Debug, Default)]
+struct StopFlag {
+    stopped: Mutex<bool>,
+    wake: Condvar,
+}
+
+impl StopFlag {
+    /// Waits up to `interval`; true when a stop was requested.
+    fn wait(&self, interval: Duration) -> bool {
+        let stopped = self.stopped.lock().unwrap_or_else(|p| p.into_inner());
+        let (stopped, _) = self
+            .wake
+            .wait_timeout_while(stopped, interval, |stopped| !*stopped)
+            .unwrap_or_else(|p| p.into_inner());
+        *stopped
+    }
+
+    fn request(&self) {
+        *self.stopped.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        self.wake.notify_all();
+    }
+}
+
+impl Sweeper {
+    /// Starts the thread; the first round runs after one `interval`.
+    pub fn spawn<S: Sweep + 'static>(
+        store: Arc<S>,
+        interval: Duration,
+        batch: usize,
+    ) -> Result<Self> {
+        if batch == 0 {
+            return Err(Error::Config("the sweeper's batch size must be at least 1".into()));
+        }
+        let stop = Arc::new(StopFlag::default());
+        let flag = Arc::clone(&stop);
+        let thread = std::thread::Builder::new()
+            .name("server-session-sweeper".into())
+            .spawn(move || {
+                while !flag.wait(interval) {
+                    sweep_round(store.as_ref(), batch, &flag);
+                }
+            })?;
+        Ok(Self { stop, thread: Some(thread) })
+    }
+
+    /// Stops the thread and waits for the current batch to finish.
+    pub fn stop(mut self) {
+        self.shut_down();
+    }
+
+    fn shut_down(&mut self) {
+        self.stop.request();
+        if let Some(thread) = self.thread.take() {
+            // The thread only panics if the store panics; nothing is left to clean up then.
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for Sweeper {
+    fn drop(&mut self) {
+        self.shut_down();
+    }
+}
+
+fn sweep_round<S: Sweep + ?Sized>(store: &S, batch: usize, stop: &StopFlag) {
+    loop {
+        match store.sweep(batch) {
+            Ok(removed) if removed == batch && !stop.wait(Duration::ZERO) => continue,
+            Ok(_) => return,
+            Err(err) => {
+                log::warn!("session sweep failed, retrying next round: {err}");
+                return;
+            }
+        }
+    }
+}
