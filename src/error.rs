@@ -36,6 +36,9 @@ pub enum Error {
     },
     /// Sessions are disabled: the [`NullStore`](crate::store::NullStore) cannot store data.
     SessionsDisabled,
+    /// The store reported every freshly generated id as taken: a store that never accepts a
+    /// `create` (with 16+ bytes of entropy, real collisions do not happen).
+    IdCollision,
     /// A store key is not acceptable to the store (too long, forbidden characters).
     InvalidKey(String),
     /// A filesystem operation failed.
@@ -58,6 +61,7 @@ impl fmt::Display for Error {
             Error::SessionsDisabled => {
                 f.write_str("sessions are disabled (NullStore): nothing can be stored")
             }
+            Error::IdCollision => f.write_str("the store refused every fresh session id"),
             Error::InvalidKey(reason) => write!(f, "invalid store key: {reason}"),
             Error::Io(_) => f.write_str("session file operation failed"),
         }
@@ -71,7 +75,7 @@ impl std::error::Error for Error {
             Error::Encode(e) | Error::Decode(e) => Some(e.as_ref()),
             Error::ValueType { source, .. } => Some(source.as_ref()),
             Error::Io(e) => Some(e),
-            Error::Config(_) | Error::SessionsDisabled | Error::InvalidKey(_) => None,
+            Error::Config(_) | Error::SessionsDisabled | Error::IdCollision | Error::InvalidKey(_) => None,
         }
     }
 }

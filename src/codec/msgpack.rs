@@ -1,4 +1,340 @@
-//! MsgPack codec (being written)
-/// MessagePack codec.
+//! MessagePack codec: the storage format of Flask-Session 0.8 (msgspec's encoder on the session
+//! dict).
+//!
+//! The payload is the bare map: string keys in insertion order (`_permanent` is an ordinary key),
+//! values in their smallest encoding (integers at the narrowest width, floats as float 64, `str8`
+//! for 32..=255-byte strings, `bin` for bytes, timestamps as extension type -1).
+//!
+//! Decoding is strict so that a session survives a read-modify-write byte for byte: a payload is
+//! accepted only when re-encoding what it decodes to gives back exactly the same bytes. Anything
+//! msgspec (or this codec) writes passes; non-minimal widths, the reserved marker `0xc1`, duplicate
+//! top-level keys, trailing bytes, a non-map top level and non-string or non-UTF-8 top-level keys
+//! are rejected with [`Error::Decode`].
+
+use std::fmt;
+use std::io::{self, Write};
+
+use indexmap::map::Entry;
+use rmp::encode;
+use rmpv::{Utf8String, Value};
+
+use crate::codec::{Codec, SessionMap};
+use crate::{BoxError, Error, Result};
+
+/// MessagePack codec, byte-compatible with Flask-Session 0.8 (the default codec).
+///
+/// Every MessagePack value is kept as it is: integers of any width and sign, `f32` and `f64`,
+/// strings (even invalid UTF-8 inside values), binary, arrays, maps with any key type and
+/// extension values such as timestamps.
+///
+/// ```
+/// use server_session::codec::{Codec, MsgPack, SessionMap, Value};
+///
+/// let mut map = SessionMap::new();
+/// map.insert("_permanent".to_owned(), Value::Boolean(true));
+/// map.insert("value".to_owned(), Value::from("42"));
+///
+/// let bytes = MsgPack.encode(&map)?;
+/// assert_eq!(bytes, b"\x82\xaa_permanent\xc3\xa5value\xa242");
+/// assert_eq!(MsgPack.decode(&bytes)?, map);
+///
+/// // Not a map at the top level: a decode error, never a panic.
+/// assert!(MsgPack.decode(b"\x93\x01\x02\x03").is_err());
+/// # Ok::<(), server_session::Error>(())
+/// ```
 #[derive(Debug, Default, Clone, Copy)]
 pub struct MsgPack;
+
+impl Codec for MsgPack {
+    fn encode(&self, map: &SessionMap) -> Result<Vec<u8>> {
+        let mut out = Vec::with_capacity(64);
+        write_session(&mut out, map).map_err(Error::Encode)?;
+        Ok(out)
+    }
+
+    fn decode(&self, bytes: &[u8]) -> Result<SessionMap> {
+        let mut rest = bytes;
+        let value = rmpv::decode::read_value(&mut rest).map_err(|e| Error::Decode(Box::new(e)))?;
+        if !rest.is_empty() {
+            return Err(MsgPackError::TrailingBytes(rest.len()).into());
+        }
+        let map = into_session_map(value)?;
+        ensure_canonical(&map, bytes)?;
+        Ok(map)
+    }
+}
+
+/// What this codec itself finds wrong with a payload or a session.
+#[derive(Debug)]
+enum MsgPackError {
+    /// The top-level value is not a map.
+    NotAMap,
+    /// A top-level key is not a string.
+    NonStringKey,
+    /// A top-level key is a string that is not valid UTF-8.
+    NonUtf8Key,
+    /// The same top-level key appears twice.
+    DuplicateKey(String),
+    /// Bytes follow the top-level map.
+    TrailingBytes(usize),
+    /// The payload does not re-encode to itself (non-minimal width or reserved marker `0xc1`).
+    NotCanonical,
+    /// A string, binary, array, map or extension is longer than MessagePack allows.
+    TooLong(usize),
+}
+
+impl fmt::Display for MsgPackError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NotAMap => f.write_str("the payload is not a MessagePack map"),
+            Self::NonStringKey => f.write_str("a top-level key is not a string"),
+            Self::NonUtf8Key => f.write_str("a top-level key is not valid UTF-8"),
+            Self::DuplicateKey(key) => write!(f, "the top-level key {key:?} appears twice"),
+            Self::TrailingBytes(n) => write!(f, "{n} trailing byte(s) after the map"),
+            Self::NotCanonical => f.write_str(
+                "the payload is not in canonical form (non-minimal width or reserved marker 0xc1)",
+            ),
+            Self::TooLong(n) => write!(f, "a length of {n} exceeds MessagePack's 2^32 - 1 limit"),
+        }
+    }
+}
+
+impl std::error::Error for MsgPackError {}
+
+impl From<MsgPackError> for Error {
+    fn from(e: MsgPackError) -> Self {
+        Error::Decode(Box::new(e))
+    }
+}
+
+/// The top-level map of a decoded payload as a [`SessionMap`].
+fn into_session_map(value: Value) -> Result<SessionMap> {
+    let Value::Map(entries) = value else {
+        return Err(MsgPackError::NotAMap.into());
+    };
+    let mut map = SessionMap::with_capacity(entries.len());
+    for (key, value) in entries {
+        let key = match key {
+            Value::String(s) => s.into_str().ok_or(MsgPackError::NonUtf8Key)?,
+            _ => return Err(MsgPackError::NonStringKey.into()),
+        };
+        match map.entry(key) {
+            Entry::Occupied(e) => return Err(MsgPackError::DuplicateKey(e.key().clone()).into()),
+            Entry::Vacant(e) => e.insert(value),
+        };
+    }
+    Ok(map)
+}
+
+/// Errors unless encoding `map` gives exactly `bytes` (checked without allocating).
+fn ensure_canonical(map: &SessionMap, bytes: &[u8]) -> Result<()> {
+    let mut expected = Expected(bytes);
+    match write_session(&mut expected, map) {
+        Ok(()) if expected.0.is_empty() => Ok(()),
+        _ => Err(MsgPackError::NotCanonical.into()),
+    }
+}
+
+/// A writer that accepts only the bytes it expects next, in order.
+struct Expected<'a>(&'a [u8]);
+
+impl Write for Expected<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self.0.strip_prefix(buf) {
+            Some(rest) => {
+                self.0 = rest;
+                Ok(buf.len())
+            }
+            None => Err(io::ErrorKind::InvalidData.into()),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Writes the session as a MessagePack map with string keys, in insertion order.
+fn write_session<W: Write>(wr: &mut W, map: &SessionMap) -> Result<(), BoxError> {
+    encode::write_map_len(wr, len_u32(map.len())?)?;
+    for (key, value) in map {
+        encode::write_str(wr, key)?;
+        write_value(wr, value)?;
+    }
+    Ok(())
+}
+
+/// Writes `value` in its smallest encoding, keeping invalid-UTF-8 strings as strings.
+fn write_value<W: Write>(wr: &mut W, value: &Value) -> Result<(), BoxError> {
+    match value {
+        Value::String(s) => write_string(wr, s)?,
+        Value::Binary(bytes) => {
+            encode::write_bin_len(wr, len_u32(bytes.len())?)?;
+            wr.write_all(bytes)?;
+        }
+        Value::Array(items) => {
+            encode::write_array_len(wr, len_u32(items.len())?)?;
+            for item in items {
+                write_value(wr, item)?;
+            }
+        }
+        Value::Map(entries) => {
+            encode::write_map_len(wr, len_u32(entries.len())?)?;
+            for (key, item) in entries {
+                write_value(wr, key)?;
+                write_value(wr, item)?;
+            }
+        }
+        Value::Ext(ty, data) => {
+            encode::write_ext_meta(wr, len_u32(data.len())?, *ty)?;
+            wr.write_all(data)?;
+        }
+        scalar => rmpv::encode::write_value(wr, scalar)?,
+    }
+    Ok(())
+}
+
+/// Writes a string marker and the string's bytes, valid UTF-8 or not (rmpv's own writer turns
+/// invalid UTF-8 into `bin`, which would change the payload).
+fn write_string<W: Write>(wr: &mut W, s: &Utf8String) -> Result<(), BoxError> {
+    let bytes = s.as_bytes();
+    encode::write_str_len(wr, len_u32(bytes.len())?)?;
+    wr.write_all(bytes)?;
+    Ok(())
+}
+
+/// `len` as a MessagePack length.
+fn len_u32(len: usize) -> Result<u32, MsgPackError> {
+    u32::try_from(len).map_err(|_| MsgPackError::TooLong(len))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode_err(bytes: &[u8]) -> String {
+        match MsgPack.decode(bytes) {
+            Err(Error::Decode(source)) => source.to_string(),
+            other => panic!("expected Error::Decode, got {other:?}"),
+        }
+    }
+
+    fn round_trip(bytes: &[u8]) {
+        let map = MsgPack.decode(bytes).expect("decodes");
+        assert_eq!(MsgPack.encode(&map).expect("encodes"), bytes);
+    }
+
+    #[test]
+    fn empty_map_round_trips() {
+        round_trip(b"\x80");
+        assert!(MsgPack.decode(b"\x80").expect("decodes").is_empty());
+    }
+
+    #[test]
+    fn truncated_payload_is_a_decode_error() {
+        let full = b"\x82\xaa_permanent\xc3\xa5value\xa242";
+        for cut in 0..full.len() {
+            decode_err(&full[..cut]);
+        }
+    }
+
+    #[test]
+    fn trailing_bytes_are_rejected() {
+        assert!(decode_err(b"\x81\xa1a\x01\x00").contains("trailing"));
+    }
+
+    #[test]
+    fn non_map_top_level_is_rejected() {
+        for bytes in [&b"\x93\x01\x02\x03"[..], b"\xc0", b"\xa3abc", b"\x05"] {
+            assert!(decode_err(bytes).contains("not a MessagePack map"));
+        }
+    }
+
+    #[test]
+    fn non_string_keys_are_rejected() {
+        assert!(decode_err(b"\x81\x01\x02").contains("not a string"));
+        assert!(decode_err(b"\x81\xc4\x01a\x02").contains("not a string"));
+        assert!(decode_err(b"\x81\xa1\xff\x02").contains("not valid UTF-8"));
+    }
+
+    #[test]
+    fn duplicate_top_level_keys_are_rejected() {
+        assert!(decode_err(b"\x82\xa1a\x01\xa1a\x02").contains("twice"));
+    }
+
+    #[test]
+    fn non_canonical_encodings_are_rejected() {
+        // uint8 for 5, str8 for a 1-byte key, int8 for +5, map16 for 1 entry, reserved 0xc1.
+        for bytes in [
+            &b"\x81\xa1a\xcc\x05"[..],
+            b"\x81\xd9\x01a\x05",
+            b"\x81\xa1a\xd0\x05",
+            b"\xde\x00\x01\xa1a\x05",
+            b"\x81\xa1a\xc1",
+        ] {
+            assert!(decode_err(bytes).contains("canonical"), "{bytes:x?}");
+        }
+    }
+
+    #[test]
+    fn nested_values_of_every_type_round_trip() {
+        let mut payload = b"\x8a".to_vec();
+        payload.extend_from_slice(b"\xa1n\xc0\xa1b\xc2\xa1u\xcd\x01\x2c\xa1i\xd1\xfe\xd4");
+        payload.extend_from_slice(b"\xa1f\xca\x3f\xc0\x00\x00"); // f32 1.5
+        payload.extend_from_slice(b"\xa1s\xa2\xff\xfe"); // invalid UTF-8 kept as str
+        payload.extend_from_slice(b"\xa1e\xd5\x07\xab\xcd"); // fixext2, type 7
+        payload.extend_from_slice(b"\xa1x\xc7\x03\x05abc"); // ext8, type 5
+        payload.extend_from_slice(b"\xa1m\x82\x01\xa1z\xc3\x91\x00"); // int and bool keys
+        payload.extend_from_slice(b"\xa1t\xc7\x0c\xff\x00\x00\x00\x01\xff\xff\xff\xff\xff\xff\xff\xff");
+        round_trip(&payload);
+    }
+
+    #[test]
+    fn long_values_use_the_smallest_width() {
+        let mut map = SessionMap::new();
+        map.insert("s".repeat(40), Value::from("x".repeat(300)));
+        map.insert("b".into(), Value::Binary(vec![7; 70_000]));
+        map.insert("a".into(), Value::Array(vec![Value::Nil; 16]));
+        let bytes = MsgPack.encode(&map).expect("encodes");
+        assert_eq!(&bytes[..3], b"\x83\xd9\x28");
+        assert_eq!(&bytes[43..46], b"\xda\x01\x2c");
+        assert_eq!(&bytes[348..353], b"\xc6\x00\x01\x11\x70");
+        assert_eq!(&bytes[70_353..70_357], b"\xa1a\xdc\x00");
+        round_trip(&bytes);
+    }
+
+    #[test]
+    fn deep_nesting_is_a_decode_error_not_a_stack_overflow() {
+        let mut payload = b"\x81\xa1a".to_vec();
+        payload.extend(std::iter::repeat_n(0x91, 100_000));
+        payload.push(0xc0);
+        assert!(decode_err(&payload).contains("depth"));
+    }
+
+    #[test]
+    fn moderately_deep_nesting_round_trips() {
+        let mut payload = b"\x81\xa1a".to_vec();
+        payload.extend(std::iter::repeat_n(0x91, 400));
+        payload.push(0xc0);
+        round_trip(&payload);
+    }
+
+    #[test]
+    fn huge_declared_lengths_do_not_allocate() {
+        // bin32, str32, array32, map32 and ext32 of 4 GiB - 1 with only a few bytes present.
+        for value in [&b"\xc6"[..], b"\xdb", b"\xdd", b"\xdf", b"\xc9"] {
+            let mut payload = b"\x81\xa1a".to_vec();
+            payload.extend_from_slice(value);
+            payload.extend_from_slice(b"\xff\xff\xff\xff\x01\x02");
+            decode_err(&payload);
+        }
+        decode_err(b"\xdf\xff\xff\xff\xff\xa1a\x01");
+    }
+
+    #[test]
+    fn errors_keep_their_source() {
+        use std::error::Error as _;
+        let err = MsgPack.decode(b"\x81\xa1a").expect_err("truncated");
+        assert!(err.source().is_some());
+    }
+}

@@ -1,0 +1,164 @@
+//! The end of a request: what to write to the store and which headers to send.
+
+use std::time::SystemTime;
+
+use crate::codec::{Codec, SessionMap};
+use crate::session::{has_content, is_permanent};
+use crate::store::Store;
+use crate::{Error, Result, Session, SessionId};
+
+/// How often a freshly generated id may collide before the commit gives up.
+const CREATE_ATTEMPTS: usize = 3;
+
+/// What a committed request must send: at most one `Set-Cookie`, and `Vary: Cookie` when the
+/// session was accessed.
+///
+/// ```
+/// use server_session::{Config, SessionManager, store::MemoryStore};
+/// let manager = SessionManager::new(MemoryStore::new(), Config::default());
+///
+/// let untouched = manager.open(None).commit()?;
+/// assert_eq!(untouched.headers().count(), 0);
+///
+/// let mut session = manager.open(None);
+/// session.insert("n", &1)?;
+/// let commit = session.commit()?;
+/// let names: Vec<_> = commit.headers().map(|(name, _)| name).collect();
+/// assert_eq!(names, ["Set-Cookie", "Vary"]);
+/// # Ok::<(), server_session::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Commit {
+    set_cookie: Option<String>,
+    vary_cookie: bool,
+}
+
+impl Commit {
+    /// The `Set-Cookie` header value to send, if any.
+    pub fn set_cookie(&self) -> Option<&str> {
+        self.set_cookie.as_deref()
+    }
+
+    /// Whether to send `Vary: Cookie` (the response depended on the session).
+    pub fn vary_cookie(&self) -> bool {
+        self.vary_cookie
+    }
+
+    /// The headers to add to the response, as (name, value) pairs.
+    pub fn headers(&self) -> impl Iterator<Item = (&'static str, &str)> {
+        let set_cookie = self.set_cookie().map(|value| ("Set-Cookie", value));
+        let vary = self.vary_cookie.then_some(("Vary", "Cookie"));
+        set_cookie.into_iter().chain(vary)
+    }
+}
+
+/// Design.md "Request flow" step 3, in order.
+pub(crate) fn commit<S: Store, C: Codec>(mut session: Session<'_, S, C>) -> Result<Commit> {
+    let expires = SystemTime::now() + session.manager.config().lifetime();
+    let set_cookie = match session.data.take() {
+        None => refresh_unloaded(&session, expires)?,
+        Some(data) => commit_loaded(&session, &data, expires)?,
+    };
+    if let Some(stale) = &session.stale_id {
+        let manager = session.manager;
+        manager.store().delete(&manager.store_key(stale))?;
+    }
+    Ok(Commit { set_cookie, vary_cookie: session.accessed })
+}
+
+fn commit_loaded<S: Store, C: Codec>(
+    session: &Session<'_, S, C>,
+    data: &SessionMap,
+    expires: SystemTime,
+) -> Result<Option<String>> {
+    if !has_content(data) {
+        end(session)
+    } else if session.modified {
+        write(session, data, expires).map(Some)
+    } else {
+        refresh_loaded(session, data, expires)
+    }
+}
+
+/// An empty session is never stored; a stored one that became empty is deleted.
+fn end<S: Store, C: Codec>(session: &Session<'_, S, C>) -> Result<Option<String>> {
+    if !session.modified {
+        return Ok(None);
+    }
+    let manager = session.manager;
+    if let (Some(id), true) = (&session.id, session.stored) {
+        manager.store().delete(&manager.store_key(id))?;
+    }
+    let had_cookie = session.stored || session.stale_id.is_some();
+    Ok(had_cookie.then(|| manager.deletion_cookie()))
+}
+
+fn write<S: Store, C: Codec>(
+    session: &Session<'_, S, C>,
+    data: &SessionMap,
+    expires: SystemTime,
+) -> Result<String> {
+    let manager = session.manager;
+    let bytes = manager.codec().encode(data)?;
+    let id = match (&session.id, session.stored) {
+        (Some(id), true) => {
+            if !manager.store().save(&manager.store_key(id), &bytes, expires)? {
+                log::info!("session ended by another request before this one saved it");
+                return Ok(manager.deletion_cookie());
+            }
+            id.clone()
+        }
+        _ => create(session, &bytes, expires)?,
+    };
+    Ok(manager.session_cookie(&id, is_permanent(data), expires))
+}
+
+fn create<S: Store, C: Codec>(
+    session: &Session<'_, S, C>,
+    bytes: &[u8],
+    expires: SystemTime,
+) -> Result<SessionId> {
+    let manager = session.manager;
+    for _ in 0..CREATE_ATTEMPTS {
+        let id = SessionId::generate(manager.config().id_length())?;
+        if manager.store().create(&manager.store_key(&id), bytes, expires)? {
+            return Ok(id);
+        }
+    }
+    Err(Error::IdCollision)
+}
+
+fn refresh_loaded<S: Store, C: Codec>(
+    session: &Session<'_, S, C>,
+    data: &SessionMap,
+    expires: SystemTime,
+) -> Result<Option<String>> {
+    let manager = session.manager;
+    let (Some(id), true) = (&session.id, session.stored) else {
+        return Ok(None);
+    };
+    if !manager.config().refresh_each_request()
+        || !manager.store().touch(&manager.store_key(id), expires)?
+    {
+        return Ok(None);
+    }
+    Ok(is_permanent(data).then(|| manager.session_cookie(id, true, expires)))
+}
+
+/// The handler never read the session: extend its expiry and, to honour its permanence
+/// without a separate read, learn `_permanent` from the same get-and-touch.
+fn refresh_unloaded<S: Store, C: Codec>(
+    session: &Session<'_, S, C>,
+    expires: SystemTime,
+) -> Result<Option<String>> {
+    let manager = session.manager;
+    let (Some(id), true) = (&session.id, manager.config().refresh_each_request()) else {
+        return Ok(None);
+    };
+    let key = manager.store_key(id);
+    let Some(bytes) = manager.store().load_and_touch(&key, expires)? else {
+        return Ok(None);
+    };
+    let permanent = manager.decode_or_discard(&key, &bytes)?.is_some_and(|d| is_permanent(&d));
+    Ok(permanent.then(|| manager.session_cookie(id, true, expires)))
+}

@@ -1,0 +1,141 @@
+//! Reading the `Cookie` request header and writing `Set-Cookie` values.
+
+use std::fmt::Write;
+use std::time::SystemTime;
+
+use crate::Config;
+
+/// Every value of the cookie called `name` in a `Cookie` header, in order, with surrounding
+/// quotes removed. Tolerates any input: junk pairs, empty pairs and odd spacing are skipped.
+///
+/// ```
+/// use server_session::cookie::values;
+/// let header = r#"theme=dark; session="abc"; ; junk; session=def"#;
+/// assert_eq!(values(header, "session").collect::<Vec<_>>(), ["abc", "def"]);
+/// ```
+pub fn values<'h>(header: &'h str, name: &'h str) -> impl Iterator<Item = &'h str> + 'h {
+    header.split(';').filter_map(move |pair| {
+        let (key, value) = pair.split_once('=')?;
+        (key.trim_matches(is_space) == name).then(|| unquote(value.trim_matches(is_space)))
+    })
+}
+
+fn is_space(c: char) -> bool {
+    c == ' ' || c == '\t'
+}
+
+fn unquote(value: &str) -> &str {
+    value
+        .strip_prefix('"')
+        .and_then(|v| v.strip_suffix('"'))
+        .unwrap_or(value)
+}
+
+/// The `Set-Cookie` value carrying `value`; `expires` is given for permanent sessions only.
+pub(crate) fn session_cookie(config: &Config, value: &str, expires: Option<SystemTime>) -> String {
+    let mut out = format!("{}={}", config.cookie_name(), value);
+    if let Some(expires) = expires {
+        let _ = write!(out, "; Expires={}", httpdate::fmt_http_date(expires));
+    }
+    push_attributes(&mut out, config);
+    out
+}
+
+/// The `Set-Cookie` value that makes the browser drop the session cookie.
+pub(crate) fn deletion_cookie(config: &Config) -> String {
+    let mut out = format!(
+        "{}=; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Max-Age=0",
+        config.cookie_name()
+    );
+    push_attributes(&mut out, config);
+    out
+}
+
+fn push_attributes(out: &mut String, config: &Config) {
+    if let Some(domain) = config.cookie_domain() {
+        let _ = write!(out, "; Domain={domain}");
+    }
+    let _ = write!(out, "; Path={}", config.cookie_path());
+    if config.cookie_secure() {
+        out.push_str("; Secure");
+    }
+    if config.cookie_http_only() {
+        out.push_str("; HttpOnly");
+    }
+    if let Some(same_site) = config.cookie_same_site() {
+        let _ = write!(out, "; SameSite={}", same_site.as_str());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, UNIX_EPOCH};
+
+    use super::*;
+    use crate::SameSite;
+
+    fn all(header: &str) -> Vec<&str> {
+        values(header, "session").collect()
+    }
+
+    #[test]
+    fn parses_tolerantly() {
+        assert_eq!(all("session=abc"), ["abc"]);
+        assert_eq!(all("  session  =  abc  ;theme=x"), ["abc"]);
+        assert_eq!(all("a=1;session=\"q\";b"), ["q"]);
+        assert_eq!(all("session=\"unbalanced"), ["\"unbalanced"]);
+        assert_eq!(all("session=; session=x"), ["", "x"]);
+        assert_eq!(all("sessionx=1; xsession=2; Session=3"), Vec::<&str>::new());
+        assert_eq!(all(";;;=;=x;session"), Vec::<&str>::new());
+        assert_eq!(all("session=a=b"), ["a=b"]);
+        assert_eq!(all(""), Vec::<&str>::new());
+        assert_eq!(all("session=é\u{0}"), ["é\u{0}"]);
+    }
+
+    #[test]
+    fn huge_header_is_parsed_without_trouble() {
+        let header = format!("{}; session=abc", "x=y; ".repeat(100_000));
+        assert_eq!(all(&header), ["abc"]);
+    }
+
+    #[test]
+    fn builds_permanent_cookie_with_every_attribute() {
+        let config = Config::builder()
+            .cookie_domain("example.com")
+            .cookie_path("/app")
+            .cookie_secure(true)
+            .cookie_same_site(Some(SameSite::Strict))
+            .build()
+            .unwrap();
+        let expires = UNIX_EPOCH + Duration::from_secs(1_798_761_600);
+        assert_eq!(
+            session_cookie(&config, "abc", Some(expires)),
+            "session=abc; Expires=Fri, 01 Jan 2027 00:00:00 GMT; Domain=example.com; \
+             Path=/app; Secure; HttpOnly; SameSite=Strict"
+        );
+    }
+
+    #[test]
+    fn builds_browser_session_cookie_without_expires() {
+        let config = Config::builder()
+            .cookie_http_only(false)
+            .cookie_same_site(None)
+            .build()
+            .unwrap();
+        assert_eq!(session_cookie(&config, "abc", None), "session=abc; Path=/");
+    }
+
+    #[test]
+    fn deletion_cookie_keeps_name_domain_and_path() {
+        let config = Config::builder()
+            .cookie_name("sid")
+            .cookie_domain("example.com")
+            .build()
+            .unwrap();
+        assert_eq!(
+            deletion_cookie(&config),
+            "sid=; Expires=Thu, 01 Jan 1970 00:00:00 GMT; Max-Age=0; Domain=example.com; \
+             Path=/; HttpOnly; SameSite=Lax"
+        );
+    }
+}

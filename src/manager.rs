@@ -1,0 +1,140 @@
+//! The session manager: configuration, store and codec chosen once, shared by every request.
+
+use std::time::SystemTime;
+
+use crate::codec::{Codec, MsgPack, SessionMap, Value};
+use crate::session::PERMANENT_KEY;
+use crate::store::Store;
+use crate::{cookie, Config, Error, Result, Session, SessionId, Signer};
+
+/// Opens sessions from `Cookie` headers; one per application, shared by every thread.
+///
+/// The store and the codec are type parameters, so every call is statically dispatched.
+///
+/// ```
+/// use server_session::{Config, SessionManager, store::MemoryStore};
+///
+/// let manager = SessionManager::new(MemoryStore::new(), Config::default());
+///
+/// // First request: no cookie yet.
+/// let mut session = manager.open(None);
+/// session.insert("user", "ada")?;
+/// let set_cookie = session.commit()?.set_cookie().unwrap().to_owned();
+///
+/// // Next request: the browser sends the cookie back.
+/// let cookie_header = set_cookie.split(';').next().unwrap();
+/// let mut session = manager.open(Some(cookie_header));
+/// assert_eq!(session.get::<String>("user")?.as_deref(), Some("ada"));
+/// # Ok::<(), server_session::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct SessionManager<S: Store, C: Codec = MsgPack> {
+    store: S,
+    codec: C,
+    config: Config,
+    signer: Option<Signer>,
+}
+
+impl<S: Store> SessionManager<S, MsgPack> {
+    /// A manager storing MessagePack (Flask-Session 0.8's format) in `store`.
+    pub fn new(store: S, config: Config) -> Self {
+        Self::with_codec(store, MsgPack, config)
+    }
+}
+
+impl<S: Store, C: Codec> SessionManager<S, C> {
+    /// A manager with an explicit codec, e.g. [`Json`](crate::codec::Json).
+    ///
+    /// ```
+    /// use server_session::{codec::Json, Config, SessionManager, store::MemoryStore};
+    /// let manager = SessionManager::with_codec(MemoryStore::new(), Json, Config::default());
+    /// assert_eq!(manager.config().cookie_name(), "session");
+    /// ```
+    pub fn with_codec(store: S, codec: C, config: Config) -> Self {
+        let signer = config
+            .secret_keys()
+            .filter(|_| config.use_signer())
+            .map(|(current, fallbacks)| Signer::new(current, fallbacks));
+        Self { store, codec, config, signer }
+    }
+
+    /// Opens the session named by the request's `Cookie` header. No I/O happens here: the
+    /// cookie is found, its signature verified in constant time (when signing is on) and the
+    /// id validated; anything invalid yields a new, empty session.
+    pub fn open(&self, cookie_header: Option<&str>) -> Session<'_, S, C> {
+        let id = cookie_header.and_then(|header| {
+            cookie::values(header, self.config.cookie_name()).find_map(|v| self.incoming_id(v))
+        });
+        Session::new(self, id)
+    }
+
+    /// The store.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// The codec.
+    pub fn codec(&self) -> &C {
+        &self.codec
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    fn incoming_id(&self, value: &str) -> Option<SessionId> {
+        let Some(signer) = &self.signer else {
+            return SessionId::parse(value);
+        };
+        let (sid, _) = value.rsplit_once('.')?;
+        let id = SessionId::parse(sid)?;
+        signer.unsign(value).map(|_| id)
+    }
+
+    pub(crate) fn store_key(&self, id: &SessionId) -> String {
+        let prefix = self.config.key_prefix();
+        let mut key = String::with_capacity(prefix.len() + id.as_str().len());
+        key.push_str(prefix);
+        key.push_str(id.as_str());
+        key
+    }
+
+    /// The data of a brand-new session: `_permanent` when sessions are permanent by default.
+    pub(crate) fn new_map(&self) -> SessionMap {
+        let mut map = SessionMap::new();
+        if self.config.permanent() {
+            map.insert(PERMANENT_KEY.to_owned(), Value::Boolean(true));
+        }
+        map
+    }
+
+    /// Decodes a stored payload; one that does not decode is deleted and read as absent, so
+    /// the request continues with a fresh session instead of failing forever.
+    pub(crate) fn decode_or_discard(&self, key: &str, bytes: &[u8]) -> Result<Option<SessionMap>> {
+        match self.codec.decode(bytes) {
+            Ok(map) => Ok(Some(map)),
+            Err(Error::Decode(err)) => {
+                log::warn!("discarding a stored session that does not decode: {err}");
+                if let Err(err) = self.store.delete(key) {
+                    log::warn!("could not delete the undecodable session: {err}");
+                }
+                Ok(None)
+            }
+            Err(err) => Err(err),
+        }
+    }
+
+    /// The `Set-Cookie` value naming `id`, with `Expires` for permanent sessions.
+    pub(crate) fn session_cookie(&self, id: &SessionId, permanent: bool, expires: SystemTime) -> String {
+        let value = match &self.signer {
+            Some(signer) => signer.sign(id.as_str()),
+            None => id.as_str().to_owned(),
+        };
+        cookie::session_cookie(&self.config, &value, permanent.then_some(expires))
+    }
+
+    pub(crate) fn deletion_cookie(&self) -> String {
+        cookie::deletion_cookie(&self.config)
+    }
+}

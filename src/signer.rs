@@ -1,0 +1,130 @@
+//! Signed session-id cookies, byte-compatible with Flask-Session 0.8 (itsdangerous).
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use ring::hmac;
+
+const SALT: &[u8] = b"flask-session";
+const SHA1_LEN: usize = 20;
+
+/// Signs and verifies session ids as Flask-Session 0.8 does with `SESSION_USE_SIGNER`.
+///
+/// The key is `HMAC-SHA1(secret, "flask-session")`, the cookie value is
+/// `sid + "." + base64url_nopad(HMAC-SHA1(key, sid))`. The first secret signs; every secret
+/// (the first and the fallbacks) verifies, so keys can be rotated without logging users out.
+///
+/// ```
+/// use server_session::Signer;
+/// let signer = Signer::new(b"secret", &[]);
+/// assert_eq!(signer.sign("abc"), "abc.UOOlglGtLOKQM3OFkrI8bWIohNg");
+/// assert_eq!(signer.unsign("abc.UOOlglGtLOKQM3OFkrI8bWIohNg"), Some("abc"));
+/// assert_eq!(signer.unsign("abc.forged"), None);
+/// ```
+pub struct Signer {
+    keys: Vec<hmac::Key>,
+}
+
+impl Signer {
+    /// A signer whose current key is derived from `secret`, also accepting `fallbacks`.
+    pub fn new<K: AsRef<[u8]>>(secret: &[u8], fallbacks: &[K]) -> Self {
+        let secrets = std::iter::once(secret).chain(fallbacks.iter().map(AsRef::as_ref));
+        Self { keys: secrets.map(derive_key).collect() }
+    }
+
+    /// `sid.signature` signed with the current key.
+    pub fn sign(&self, sid: &str) -> String {
+        let tag = hmac::sign(&self.keys[0], sid.as_bytes());
+        let mut out = String::with_capacity(sid.len() + 28);
+        out.push_str(sid);
+        out.push('.');
+        URL_SAFE_NO_PAD.encode_string(tag.as_ref(), &mut out);
+        out
+    }
+
+    /// The id inside `value` when its signature verifies under any key (in constant time),
+    /// else `None`.
+    pub fn unsign<'a>(&self, value: &'a str) -> Option<&'a str> {
+        let (sid, signature) = value.rsplit_once('.')?;
+        let mut tag = [0u8; SHA1_LEN + 2];
+        let len = URL_SAFE_NO_PAD.decode_slice(signature, &mut tag).ok()?;
+        let tag = &tag[..len];
+        let valid = self.keys.iter().any(|key| hmac::verify(key, sid.as_bytes(), tag).is_ok());
+        valid.then_some(sid)
+    }
+}
+
+impl std::fmt::Debug for Signer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Signer {{ keys: {} (redacted) }}", self.keys.len())
+    }
+}
+
+fn derive_key(secret: &[u8]) -> hmac::Key {
+    let secret_key = hmac::Key::new(hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, secret);
+    let derived = hmac::sign(&secret_key, SALT);
+    hmac::Key::new(hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, derived.as_ref())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const VECTORS: [(&str, &str, &str); 4] = [
+        ("secret", "abc", "abc.UOOlglGtLOKQM3OFkrI8bWIohNg"),
+        (
+            "dev-secret-key",
+            "3vF4Ue0b9Vw8Yk1nq2Yk7u1G5zq0vR6B5JvX7lXxq0Q",
+            "3vF4Ue0b9Vw8Yk1nq2Yk7u1G5zq0vR6B5JvX7lXxq0Q.y7IEEJkzn0HnIOGuOlbDEkFeCYY",
+        ),
+        (
+            "another-secret-key",
+            "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8",
+            "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8.Ntlqd4W0YuoVELF4iOyFZETSTxo",
+        ),
+        (
+            "ünïcode-secret",
+            "Zm9vYmFyYmF6cXV4cXV1eHh5enp5eHd2dXRzcnFwb24",
+            "Zm9vYmFyYmF6cXV4cXV1eHh5enp5eHd2dXRzcnFwb24.UsDGNcKM37KIgfwxxR3Fp0qIWvA",
+        ),
+    ];
+
+    #[test]
+    fn signs_exactly_like_flask_session() {
+        for (secret, sid, cookie) in VECTORS {
+            let signer = Signer::new::<&[u8]>(secret.as_bytes(), &[]);
+            assert_eq!(signer.sign(sid), cookie);
+            assert_eq!(signer.unsign(cookie), Some(sid));
+        }
+    }
+
+    #[test]
+    fn rejects_forged_truncated_and_malformed_signatures() {
+        let signer = Signer::new::<&[u8]>(b"secret", &[]);
+        let good = "abc.UOOlglGtLOKQM3OFkrI8bWIohNg";
+        for bad in [
+            "abc.UOOlglGtLOKQM3OFkrI8bWIohNh",
+            "abc.UOOlglGtLOKQM3OFkrI8bWIohN",
+            "abd.UOOlglGtLOKQM3OFkrI8bWIohNg",
+            "abc.",
+            "abc",
+            ".UOOlglGtLOKQM3OFkrI8bWIohNg",
+            "abc.UOOlglGtLOKQM3OFkrI8bWIohNg==",
+            "abc.!!!",
+            "",
+        ] {
+            assert_eq!(signer.unsign(bad), None, "{bad:?}");
+        }
+        assert_eq!(Signer::new::<&[u8]>(b"other", &[]).unsign(good), None);
+    }
+
+    #[test]
+    fn first_key_signs_and_fallbacks_verify() {
+        let old = Signer::new::<&[u8]>(b"old", &[]);
+        let rotated = Signer::new(b"new", &[b"old"]);
+        let new_only = Signer::new::<&[u8]>(b"new", &[]);
+        let old_cookie = old.sign("abc");
+        assert_eq!(rotated.unsign(&old_cookie), Some("abc"));
+        assert_eq!(rotated.sign("abc"), new_only.sign("abc"));
+        assert_eq!(new_only.unsign(&old_cookie), None);
+    }
+}

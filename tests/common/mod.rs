@@ -1,0 +1,94 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::SystemTime;
+
+use server_session::store::{MemoryStore, Store};
+use server_session::Result;
+
+/// A real MemoryStore that also counts every call, to assert which store operations a request
+/// caused (and that invalid cookies cause none).
+#[derive(Default)]
+pub struct CountingStore {
+    pub inner: MemoryStore,
+    pub loads: AtomicUsize,
+    pub creates: AtomicUsize,
+    pub saves: AtomicUsize,
+    pub touches: AtomicUsize,
+    pub deletes: AtomicUsize,
+    pub load_and_touches: AtomicUsize,
+}
+
+fn bump(counter: &AtomicUsize) {
+    counter.fetch_add(1, Ordering::SeqCst);
+}
+
+impl CountingStore {
+    /// (loads, creates, saves, touches, deletes, load_and_touches)
+    pub fn counts(&self) -> [usize; 6] {
+        [
+            &self.loads,
+            &self.creates,
+            &self.saves,
+            &self.touches,
+            &self.deletes,
+            &self.load_and_touches,
+        ]
+        .map(|c| c.load(Ordering::SeqCst))
+    }
+
+    pub fn total(&self) -> usize {
+        self.counts().iter().sum()
+    }
+
+    pub fn reset(&self) {
+        for c in [
+            &self.loads,
+            &self.creates,
+            &self.saves,
+            &self.touches,
+            &self.deletes,
+            &self.load_and_touches,
+        ] {
+            c.store(0, Ordering::SeqCst);
+        }
+    }
+}
+
+impl Store for CountingStore {
+    fn load(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        bump(&self.loads);
+        self.inner.load(key)
+    }
+    fn create(&self, key: &str, value: &[u8], expires: SystemTime) -> Result<bool> {
+        bump(&self.creates);
+        self.inner.create(key, value, expires)
+    }
+    fn save(&self, key: &str, value: &[u8], expires: SystemTime) -> Result<bool> {
+        bump(&self.saves);
+        self.inner.save(key, value, expires)
+    }
+    fn touch(&self, key: &str, expires: SystemTime) -> Result<bool> {
+        bump(&self.touches);
+        self.inner.touch(key, expires)
+    }
+    fn delete(&self, key: &str) -> Result<()> {
+        bump(&self.deletes);
+        self.inner.delete(key)
+    }
+    fn load_and_touch(&self, key: &str, expires: SystemTime) -> Result<Option<Vec<u8>>> {
+        bump(&self.load_and_touches);
+        self.inner.load_and_touch(key, expires)
+    }
+}
+
+/// The `name=value` part of a `Set-Cookie` value, as a browser would send it back.
+pub fn cookie_pair(set_cookie: &str) -> String {
+    set_cookie.split(';').next().unwrap_or_default().to_owned()
+}
+
+/// The value of the `name=value` part of a `Set-Cookie` value.
+pub fn cookie_value(set_cookie: &str) -> String {
+    cookie_pair(set_cookie).split_once('=').map(|(_, v)| v.to_owned()).unwrap_or_default()
+}
