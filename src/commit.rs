@@ -63,7 +63,10 @@ pub(crate) fn commit<S: Store, C: Codec>(mut session: Session<'_, S, C>) -> Resu
         let manager = session.manager;
         manager.store().delete(&manager.store_key(stale))?;
     }
-    Ok(Commit { set_cookie, vary_cookie: session.accessed })
+    Ok(Commit {
+        set_cookie,
+        vary_cookie: session.accessed,
+    })
 }
 
 fn commit_loaded<S: Store, C: Codec>(
@@ -102,7 +105,10 @@ fn write<S: Store, C: Codec>(
     let bytes = manager.codec().encode(data)?;
     let id = match (&session.id, session.stored) {
         (Some(id), true) => {
-            if !manager.store().save(&manager.store_key(id), &bytes, expires)? {
+            if !manager
+                .store()
+                .save(&manager.store_key(id), &bytes, expires)?
+            {
                 log::info!("session ended by another request before this one saved it");
                 return Ok(manager.deletion_cookie());
             }
@@ -121,7 +127,10 @@ fn create<S: Store, C: Codec>(
     let manager = session.manager;
     for _ in 0..CREATE_ATTEMPTS {
         let id = SessionId::generate(manager.config().id_length())?;
-        if manager.store().create(&manager.store_key(&id), bytes, expires)? {
+        if manager
+            .store()
+            .create(&manager.store_key(&id), bytes, expires)?
+        {
             return Ok(id);
         }
     }
@@ -159,6 +168,8 @@ fn refresh_unloaded<S: Store, C: Codec>(
     let Some(bytes) = manager.store().load_and_touch(&key, expires)? else {
         return Ok(None);
     };
-    let permanent = manager.decode_or_discard(&key, &bytes)?.is_some_and(|d| is_permanent(&d));
+    let permanent = manager
+        .decode_or_discard(&key, &bytes)?
+        .is_some_and(|d| is_permanent(&d));
     Ok(permanent.then(|| manager.session_cookie(id, true, expires)))
 }

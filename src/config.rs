@@ -96,7 +96,10 @@ impl std::fmt::Debug for Config {
             .field("permanent", &self.permanent)
             .field("refresh_each_request", &self.refresh_each_request)
             .field("use_signer", &self.use_signer)
-            .field("secret_key", &self.secret_key.as_ref().map(|_| "<redacted>"))
+            .field(
+                "secret_key",
+                &self.secret_key.as_ref().map(|_| "<redacted>"),
+            )
             .field("fallback_secret_keys", &self.fallback_secret_keys.len())
             .field("key_prefix", &self.key_prefix)
             .field("id_length", &self.id_length)
@@ -107,7 +110,9 @@ impl std::fmt::Debug for Config {
 impl Config {
     /// A builder starting from the defaults.
     pub fn builder() -> ConfigBuilder {
-        ConfigBuilder { config: Config::default() }
+        ConfigBuilder {
+            config: Config::default(),
+        }
     }
 
     /// `SESSION_COOKIE_NAME`.
@@ -237,7 +242,10 @@ impl ConfigBuilder {
         self
     }
     /// `SECRET_KEY_FALLBACKS`; default none. Older keys still accepted when verifying.
-    pub fn fallback_secret_keys<K: Into<Vec<u8>>>(mut self, keys: impl IntoIterator<Item = K>) -> Self {
+    pub fn fallback_secret_keys<K: Into<Vec<u8>>>(
+        mut self,
+        keys: impl IntoIterator<Item = K>,
+    ) -> Self {
         self.config.fallback_secret_keys = keys.into_iter().map(Into::into).collect();
         self
     }
@@ -257,7 +265,10 @@ impl ConfigBuilder {
         let c = &self.config;
         validate_cookie(c)?;
         validate_signer(c)?;
-        check(c.lifetime > Duration::ZERO, "lifetime must be longer than zero")?;
+        check(
+            c.lifetime > Duration::ZERO,
+            "lifetime must be longer than zero",
+        )?;
         check(
             (MIN_ID_BYTES..=MAX_ID_BYTES).contains(&c.id_length),
             "id_length must be 16 to 64 bytes of entropy",
@@ -282,15 +293,22 @@ fn check(ok: bool, message: &str) -> Result<()> {
 fn is_token(name: &str) -> bool {
     const SEPARATORS: &[u8] = b"()<>@,;:\\\"/[]?={} \t";
     !name.is_empty()
-        && name.bytes().all(|b| b.is_ascii_graphic() && !SEPARATORS.contains(&b))
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && !SEPARATORS.contains(&b))
 }
 
 fn is_attribute_value(value: &str) -> bool {
-    value.bytes().all(|b| (b' '..=b'~').contains(&b) && b != b';')
+    value
+        .bytes()
+        .all(|b| (b' '..=b'~').contains(&b) && b != b';')
 }
 
 fn validate_cookie(c: &Config) -> Result<()> {
-    check(is_token(&c.cookie_name), "cookie_name must be a non-empty RFC 6265 token")?;
+    check(
+        is_token(&c.cookie_name),
+        "cookie_name must be a non-empty RFC 6265 token",
+    )?;
     check(
         c.cookie_path.starts_with('/') && is_attribute_value(&c.cookie_path),
         "cookie_path must start with '/' and hold no ';' or control characters",
@@ -311,14 +329,20 @@ fn validate_cookie(c: &Config) -> Result<()> {
         check(c.cookie_secure, "a __Secure- cookie needs cookie_secure")?;
     }
     if c.cookie_same_site == Some(SameSite::None) {
-        check(c.cookie_secure, "SameSite=None needs cookie_secure (browsers reject it otherwise)")?;
+        check(
+            c.cookie_secure,
+            "SameSite=None needs cookie_secure (browsers reject it otherwise)",
+        )?;
     }
     Ok(())
 }
 
 fn validate_signer(c: &Config) -> Result<()> {
     let has_key = c.secret_key.as_ref().is_some_and(|k| !k.is_empty());
-    check(!c.use_signer || has_key, "use_signer needs a non-empty secret_key")?;
+    check(
+        !c.use_signer || has_key,
+        "use_signer needs a non-empty secret_key",
+    )?;
     check(
         c.fallback_secret_keys.iter().all(|k| !k.is_empty()),
         "fallback_secret_keys must not be empty",
@@ -361,7 +385,10 @@ mod tests {
         assert!(rejected(b().id_length(15)).contains("id_length"));
         assert!(rejected(b().id_length(65)).contains("id_length"));
         for name in ["", "a b", "a;b", "a=b", "sé", "a\u{0}"] {
-            assert!(rejected(b().cookie_name(name)).contains("cookie_name"), "{name:?}");
+            assert!(
+                rejected(b().cookie_name(name)).contains("cookie_name"),
+                "{name:?}"
+            );
         }
         assert!(rejected(b().cookie_name("__Host-s")).contains("__Host-"));
         let host = || b().cookie_name("__Host-s").cookie_secure(true);
@@ -380,7 +407,10 @@ mod tests {
 
     #[test]
     fn debug_redacts_secrets() {
-        let c = Config::builder().secret_key("hunter2-secret").build().unwrap();
+        let c = Config::builder()
+            .secret_key("hunter2-secret")
+            .build()
+            .unwrap();
         assert!(!format!("{c:?}").contains("hunter2"));
     }
 }

@@ -75,7 +75,10 @@ impl std::error::Error for Error {
             Error::Encode(e) | Error::Decode(e) => Some(e.as_ref()),
             Error::ValueType { source, .. } => Some(source.as_ref()),
             Error::Io(e) => Some(e),
-            Error::Config(_) | Error::SessionsDisabled | Error::IdCollision | Error::InvalidKey(_) => None,
+            Error::Config(_)
+            | Error::SessionsDisabled
+            | Error::IdCollision
+            | Error::InvalidKey(_) => None,
         }
     }
 }

@@ -54,8 +54,13 @@ impl<S: Store, C: Codec> SessionManager<S, C> {
         let signer = config
             .secret_keys()
             .filter(|_| config.use_signer())
-            .map(|(current, fallbacks)| Signer::new(current, fallbacks));
-        Self { store, codec, config, signer }
+            .map(|(current, fallbacks)| Signer::with_fallbacks(current, fallbacks));
+        Self {
+            store,
+            codec,
+            config,
+            signer,
+        }
     }
 
     /// Opens the session named by the request's `Cookie` header. No I/O happens here: the
@@ -126,7 +131,12 @@ impl<S: Store, C: Codec> SessionManager<S, C> {
     }
 
     /// The `Set-Cookie` value naming `id`, with `Expires` for permanent sessions.
-    pub(crate) fn session_cookie(&self, id: &SessionId, permanent: bool, expires: SystemTime) -> String {
+    pub(crate) fn session_cookie(
+        &self,
+        id: &SessionId,
+        permanent: bool,
+        expires: SystemTime,
+    ) -> String {
         let value = match &self.signer {
             Some(signer) => signer.sign(id.as_str()),
             None => id.as_str().to_owned(),

@@ -45,7 +45,15 @@ pub struct Session<'m, S: Store, C: Codec> {
 
 impl<'m, S: Store, C: Codec> Session<'m, S, C> {
     pub(crate) fn new(manager: &'m SessionManager<S, C>, id: Option<SessionId>) -> Self {
-        Self { manager, id, data: None, stored: false, modified: false, accessed: false, stale_id: None }
+        Self {
+            manager,
+            id,
+            data: None,
+            stored: false,
+            modified: false,
+            accessed: false,
+            stale_id: None,
+        }
     }
 
     /// The session's id: the incoming one while it is live, `None` for a new session until
@@ -62,7 +70,10 @@ impl<'m, S: Store, C: Codec> Session<'m, S, C> {
         };
         rmpv::ext::from_value(value.clone())
             .map(Some)
-            .map_err(|e| Error::ValueType { key: key.to_owned(), source: Box::new(e) })
+            .map_err(|e| Error::ValueType {
+                key: key.to_owned(),
+                source: Box::new(e),
+            })
     }
 
     /// The raw value under `key`, exactly as stored.
@@ -96,7 +107,11 @@ impl<'m, S: Store, C: Codec> Session<'m, S, C> {
 
     /// The keys in insertion order, without `_permanent`.
     pub fn keys(&mut self) -> Result<impl Iterator<Item = &str>> {
-        Ok(self.data()?.keys().map(String::as_str).filter(|k| *k != PERMANENT_KEY))
+        Ok(self
+            .data()?
+            .keys()
+            .map(String::as_str)
+            .filter(|k| *k != PERMANENT_KEY))
     }
 
     /// The number of keys, without `_permanent`.

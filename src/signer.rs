@@ -15,7 +15,7 @@ const SHA1_LEN: usize = 20;
 ///
 /// ```
 /// use server_session::Signer;
-/// let signer = Signer::new(b"secret", &[]);
+/// let signer = Signer::new("secret");
 /// assert_eq!(signer.sign("abc"), "abc.UOOlglGtLOKQM3OFkrI8bWIohNg");
 /// assert_eq!(signer.unsign("abc.UOOlglGtLOKQM3OFkrI8bWIohNg"), Some("abc"));
 /// assert_eq!(signer.unsign("abc.forged"), None);
@@ -25,10 +25,19 @@ pub struct Signer {
 }
 
 impl Signer {
-    /// A signer whose current key is derived from `secret`, also accepting `fallbacks`.
-    pub fn new<K: AsRef<[u8]>>(secret: &[u8], fallbacks: &[K]) -> Self {
-        let secrets = std::iter::once(secret).chain(fallbacks.iter().map(AsRef::as_ref));
-        Self { keys: secrets.map(derive_key).collect() }
+    /// A signer whose one key is derived from `secret`.
+    pub fn new(secret: impl AsRef<[u8]>) -> Self {
+        Self::with_fallbacks(secret, std::iter::empty::<&[u8]>())
+    }
+
+    /// A signer that signs with `secret` and also accepts signatures made with `fallbacks`.
+    pub fn with_fallbacks<K: AsRef<[u8]>>(
+        secret: impl AsRef<[u8]>,
+        fallbacks: impl IntoIterator<Item = K>,
+    ) -> Self {
+        let mut keys = vec![derive_key(secret.as_ref())];
+        keys.extend(fallbacks.into_iter().map(|k| derive_key(k.as_ref())));
+        Self { keys }
     }
 
     /// `sid.signature` signed with the current key.
@@ -48,7 +57,10 @@ impl Signer {
         let mut tag = [0u8; SHA1_LEN + 2];
         let len = URL_SAFE_NO_PAD.decode_slice(signature, &mut tag).ok()?;
         let tag = &tag[..len];
-        let valid = self.keys.iter().any(|key| hmac::verify(key, sid.as_bytes(), tag).is_ok());
+        let valid = self
+            .keys
+            .iter()
+            .any(|key| hmac::verify(key, sid.as_bytes(), tag).is_ok());
         valid.then_some(sid)
     }
 }
@@ -91,7 +103,7 @@ mod tests {
     #[test]
     fn signs_exactly_like_flask_session() {
         for (secret, sid, cookie) in VECTORS {
-            let signer = Signer::new::<&[u8]>(secret.as_bytes(), &[]);
+            let signer = Signer::new(secret);
             assert_eq!(signer.sign(sid), cookie);
             assert_eq!(signer.unsign(cookie), Some(sid));
         }
@@ -99,7 +111,7 @@ mod tests {
 
     #[test]
     fn rejects_forged_truncated_and_malformed_signatures() {
-        let signer = Signer::new::<&[u8]>(b"secret", &[]);
+        let signer = Signer::new("secret");
         let good = "abc.UOOlglGtLOKQM3OFkrI8bWIohNg";
         for bad in [
             "abc.UOOlglGtLOKQM3OFkrI8bWIohNh",
@@ -114,14 +126,14 @@ mod tests {
         ] {
             assert_eq!(signer.unsign(bad), None, "{bad:?}");
         }
-        assert_eq!(Signer::new::<&[u8]>(b"other", &[]).unsign(good), None);
+        assert_eq!(Signer::new("other").unsign(good), None);
     }
 
     #[test]
     fn first_key_signs_and_fallbacks_verify() {
-        let old = Signer::new::<&[u8]>(b"old", &[]);
-        let rotated = Signer::new(b"new", &[b"old"]);
-        let new_only = Signer::new::<&[u8]>(b"new", &[]);
+        let old = Signer::new("old");
+        let rotated = Signer::with_fallbacks("new", ["old"]);
+        let new_only = Signer::new("new");
         let old_cookie = old.sign("abc");
         assert_eq!(rotated.unsign(&old_cookie), Some("abc"));
         assert_eq!(rotated.sign("abc"), new_only.sign("abc"));

@@ -21,7 +21,12 @@ fn default_manager() -> SessionManager<CountingStore> {
 fn first_visit<S: Store>(m: &SessionManager<S>) -> String {
     let mut s = m.open(None);
     s.insert("visits", &1u32).unwrap();
-    cookie_pair(s.commit().unwrap().set_cookie().expect("a new session sets a cookie"))
+    cookie_pair(
+        s.commit()
+            .unwrap()
+            .set_cookie()
+            .expect("a new session sets a cookie"),
+    )
 }
 
 fn stored(m: &SessionManager<CountingStore>, cookie: &str) -> Option<Vec<u8>> {
@@ -40,9 +45,17 @@ fn new_session_is_created_with_a_permanent_cookie() {
     let id = cookie_value(set_cookie);
     assert_eq!(id.len(), 43);
     assert!(set_cookie.contains("; Expires="), "{set_cookie}");
-    assert!(set_cookie.ends_with("; Path=/; HttpOnly; SameSite=Lax"), "{set_cookie}");
+    assert!(
+        set_cookie.ends_with("; Path=/; HttpOnly; SameSite=Lax"),
+        "{set_cookie}"
+    );
     assert!(commit.vary_cookie());
-    let bytes = m.store().inner.load(&format!("session:{id}")).unwrap().unwrap();
+    let bytes = m
+        .store()
+        .inner
+        .load(&format!("session:{id}"))
+        .unwrap()
+        .unwrap();
     assert_eq!(bytes, hex("82aa5f7065726d616e656e74c3a676697369747301"));
     assert_eq!(m.store().counts(), [0, 1, 0, 0, 0, 0]);
 }
@@ -53,22 +66,32 @@ fn cookie_expires_about_one_lifetime_ahead() {
     let mut s = m.open(None);
     s.insert("a", &1).unwrap();
     let set_cookie = s.commit().unwrap().set_cookie().unwrap().to_owned();
-    let expires = set_cookie.split("; ").find_map(|a| a.strip_prefix("Expires=")).unwrap();
+    let expires = set_cookie
+        .split("; ")
+        .find_map(|a| a.strip_prefix("Expires="))
+        .unwrap();
     let expires = httpdate_parse(expires);
     let expected = SystemTime::now() + Duration::from_secs(31 * 86_400);
-    let diff = expected.duration_since(expires).unwrap_or_else(|e| e.duration());
+    let diff = expected
+        .duration_since(expires)
+        .unwrap_or_else(|e| e.duration());
     assert!(diff < Duration::from_secs(5), "{set_cookie}");
 }
 
 fn httpdate_parse(text: &str) -> SystemTime {
     // "Thu, 01 Jan 2027 00:00:00 GMT" -> SystemTime, enough for the test.
     let parts: Vec<&str> = text.split([' ', ':']).collect();
-    let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    let months = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
     let day: i64 = parts[1].parse().unwrap();
     let month = months.iter().position(|m| *m == parts[2]).unwrap() as i64 + 1;
     let year: i64 = parts[3].parse().unwrap();
-    let (h, mi, se): (i64, i64, i64) =
-        (parts[4].parse().unwrap(), parts[5].parse().unwrap(), parts[6].parse().unwrap());
+    let (h, mi, se): (i64, i64, i64) = (
+        parts[4].parse().unwrap(),
+        parts[5].parse().unwrap(),
+        parts[6].parse().unwrap(),
+    );
     // days from civil (Howard Hinnant's algorithm)
     let y = if month <= 2 { year - 1 } else { year };
     let era = y.div_euclid(400);
@@ -90,9 +113,17 @@ fn returning_visitor_reads_the_data_and_unmodified_session_is_only_touched() {
     let mut s = m.open(Some(&cookie));
     assert_eq!(s.get::<u32>("visits").unwrap(), Some(1));
     let commit = s.commit().unwrap();
-    assert_eq!(cookie_pair(commit.set_cookie().unwrap()), cookie, "same id, fresh expiry");
+    assert_eq!(
+        cookie_pair(commit.set_cookie().unwrap()),
+        cookie,
+        "same id, fresh expiry"
+    );
     assert!(commit.vary_cookie());
-    assert_eq!(m.store().counts(), [1, 0, 0, 1, 0, 0], "one load, one touch, no rewrite");
+    assert_eq!(
+        m.store().counts(),
+        [1, 0, 0, 1, 0, 0],
+        "one load, one touch, no rewrite"
+    );
     assert_eq!(stored(&m, &cookie), before);
 }
 
@@ -118,13 +149,21 @@ fn untouched_session_is_refreshed_with_one_get_and_touch() {
     m.store().reset();
     let commit = m.open(Some(&cookie)).commit().unwrap();
     assert_eq!(cookie_pair(commit.set_cookie().unwrap()), cookie);
-    assert!(!commit.vary_cookie(), "the handler never looked at the session");
+    assert!(
+        !commit.vary_cookie(),
+        "the handler never looked at the session"
+    );
     assert_eq!(m.store().counts(), [0, 0, 0, 0, 0, 1]);
 }
 
 #[test]
 fn without_refresh_an_untouched_session_costs_no_store_call() {
-    let m = manager(Config::builder().refresh_each_request(false).build().unwrap());
+    let m = manager(
+        Config::builder()
+            .refresh_each_request(false)
+            .build()
+            .unwrap(),
+    );
     let cookie = first_visit(&m);
     m.store().reset();
     let commit = m.open(Some(&cookie)).commit().unwrap();
@@ -133,7 +172,11 @@ fn without_refresh_an_untouched_session_costs_no_store_call() {
 
     let mut s = m.open(Some(&cookie));
     assert_eq!(s.get::<u32>("visits").unwrap(), Some(1));
-    assert_eq!(s.commit().unwrap().set_cookie(), None, "unmodified, no refresh");
+    assert_eq!(
+        s.commit().unwrap().set_cookie(),
+        None,
+        "unmodified, no refresh"
+    );
     assert_eq!(m.store().counts(), [1, 0, 0, 0, 0, 0]);
 }
 
@@ -150,8 +193,16 @@ fn non_permanent_sessions_get_browser_session_cookies() {
     assert_eq!(stored(&m, &cookie).unwrap(), hex("81a676697369747301"));
     m.store().reset();
     let commit = m.open(Some(&cookie)).commit().unwrap();
-    assert_eq!(commit.set_cookie(), None, "nothing to refresh in a browser-session cookie");
-    assert_eq!(m.store().counts(), [0, 0, 0, 0, 0, 1], "the store expiry is still extended");
+    assert_eq!(
+        commit.set_cookie(),
+        None,
+        "nothing to refresh in a browser-session cookie"
+    );
+    assert_eq!(
+        m.store().counts(),
+        [0, 0, 0, 0, 0, 1],
+        "the store expiry is still extended"
+    );
 }
 
 #[test]
@@ -214,7 +265,11 @@ fn destroy_deletes_without_reading() {
     assert_eq!(stored(&m, &cookie), None);
     let mut s = m.open(None);
     s.destroy();
-    assert_eq!(s.commit().unwrap().set_cookie(), None, "nothing to delete without a cookie");
+    assert_eq!(
+        s.commit().unwrap().set_cookie(),
+        None,
+        "nothing to delete without a cookie"
+    );
 }
 
 #[test]
@@ -227,13 +282,27 @@ fn an_unknown_id_is_never_adopted() {
     assert_eq!(s.id(), None);
     let issued = cookie_value(s.commit().unwrap().set_cookie().unwrap());
     assert_ne!(issued, chosen);
-    assert_eq!(m.store().inner.load(&format!("session:{chosen}")).unwrap(), None);
-    assert!(m.store().inner.load(&format!("session:{issued}")).unwrap().is_some());
+    assert_eq!(
+        m.store().inner.load(&format!("session:{chosen}")).unwrap(),
+        None
+    );
+    assert!(m
+        .store()
+        .inner
+        .load(&format!("session:{issued}"))
+        .unwrap()
+        .is_some());
 }
 
 #[test]
 fn hostile_cookies_get_a_fresh_session_without_any_store_call() {
-    let signed = manager(Config::builder().use_signer(true).secret_key("k").build().unwrap());
+    let signed = manager(
+        Config::builder()
+            .use_signer(true)
+            .secret_key("k")
+            .build()
+            .unwrap(),
+    );
     let unsigned = default_manager();
     let long = "A".repeat(12 * 1024);
     let forged = format!("{}.UOOlglGtLOKQM3OFkrI8bWIohNg", "A".repeat(43));
@@ -261,11 +330,22 @@ fn hostile_cookies_get_a_fresh_session_without_any_store_call() {
 
 #[test]
 fn signed_cookies_verify_and_rotate() {
-    let old = manager(Config::builder().use_signer(true).secret_key("old").build().unwrap());
+    let old = manager(
+        Config::builder()
+            .use_signer(true)
+            .secret_key("old")
+            .build()
+            .unwrap(),
+    );
     let cookie = first_visit(&old);
     assert_eq!(cookie_value(&cookie).matches('.').count(), 1);
     let id = cookie_value(&cookie).split('.').next().unwrap().to_owned();
-    assert!(old.store().inner.load(&format!("session:{id}")).unwrap().is_some());
+    assert!(old
+        .store()
+        .inner
+        .load(&format!("session:{id}"))
+        .unwrap()
+        .is_some());
     let mut s = old.open(Some(&cookie));
     assert_eq!(s.get::<u32>("visits").unwrap(), Some(1));
 
@@ -279,9 +359,17 @@ fn signed_cookies_verify_and_rotate() {
             .build()
             .unwrap(),
     );
-    let bytes = old.store().inner.load(&format!("session:{id}")).unwrap().unwrap();
+    let bytes = old
+        .store()
+        .inner
+        .load(&format!("session:{id}"))
+        .unwrap()
+        .unwrap();
     let far = SystemTime::now() + Duration::from_secs(60);
-    rotated.store().create(&format!("session:{id}"), &bytes, far).unwrap();
+    rotated
+        .store()
+        .create(&format!("session:{id}"), &bytes, far)
+        .unwrap();
     let mut s = rotated.open(Some(&cookie));
     assert_eq!(s.get::<u32>("visits").unwrap(), Some(1));
     let reissued = cookie_pair(s.commit().unwrap().set_cookie().unwrap());
@@ -289,14 +377,21 @@ fn signed_cookies_verify_and_rotate() {
     assert_eq!(reissued.split('.').next(), cookie.split('.').next());
 
     let unsigned_value = format!("session={id}");
-    assert_eq!(old.open(Some(&unsigned_value)).id(), None, "a bare id is refused when signing");
+    assert_eq!(
+        old.open(Some(&unsigned_value)).id(),
+        None,
+        "a bare id is refused when signing"
+    );
 }
 
 #[test]
 fn the_first_valid_cookie_of_several_wins() {
     let m = default_manager();
     let cookie = first_visit(&m);
-    let header = format!("session=junk; other=1; {cookie}; session={}", "B".repeat(43));
+    let header = format!(
+        "session=junk; other=1; {cookie}; session={}",
+        "B".repeat(43)
+    );
     let mut s = m.open(Some(&header));
     assert_eq!(s.get::<u32>("visits").unwrap(), Some(1));
 }
@@ -325,7 +420,11 @@ fn corrupt_payload_starts_fresh_and_is_deleted() {
     let id = cookie_value(&cookie);
     let key = format!("session:{id}");
     let far = SystemTime::now() + Duration::from_secs(60);
-    assert!(m.store().inner.save(&key, b"\x80\x03pickle-ish garbage", far).unwrap());
+    assert!(m
+        .store()
+        .inner
+        .save(&key, b"\x80\x03pickle-ish garbage", far)
+        .unwrap());
     for _ in 0..2 {
         let mut s = m.open(Some(&cookie));
         assert_eq!(s.get::<u32>("visits").unwrap(), None);
@@ -333,7 +432,11 @@ fn corrupt_payload_starts_fresh_and_is_deleted() {
         let new_id = cookie_value(s.commit().unwrap().set_cookie().unwrap());
         assert_ne!(new_id, id);
     }
-    assert_eq!(m.store().inner.load(&key).unwrap(), None, "the corrupt entry is gone");
+    assert_eq!(
+        m.store().inner.load(&key).unwrap(),
+        None,
+        "the corrupt entry is gone"
+    );
 }
 
 #[test]
@@ -393,11 +496,18 @@ fn structs_and_collections_round_trip_as_maps() {
         roles: Vec<String>,
         age: Option<u8>,
     }
-    let user = User { name: "ada".into(), roles: vec!["admin".into()], age: None };
+    let user = User {
+        name: "ada".into(),
+        roles: vec!["admin".into()],
+        age: None,
+    };
     let m = default_manager();
     let mut s = m.open(None);
     s.insert("user", &user).unwrap();
-    assert!(matches!(s.get_value("user").unwrap(), Some(Value::Map(_))), "a dict for Python");
+    assert!(
+        matches!(s.get_value("user").unwrap(), Some(Value::Map(_))),
+        "a dict for Python"
+    );
     let cookie = cookie_pair(s.commit().unwrap().set_cookie().unwrap());
     let mut s = m.open(Some(&cookie));
     assert_eq!(s.get::<User>("user").unwrap(), Some(user));
@@ -409,7 +519,10 @@ fn flask_docs_example_encodes_exactly() {
     let mut s = m.open(None);
     s.insert("value", "42").unwrap();
     let cookie = cookie_pair(s.commit().unwrap().set_cookie().unwrap());
-    assert_eq!(stored(&m, &cookie).unwrap(), hex("82aa5f7065726d616e656e74c3a576616c7565a23432"));
+    assert_eq!(
+        stored(&m, &cookie).unwrap(),
+        hex("82aa5f7065726d616e656e74c3a576616c7565a23432")
+    );
 }
 
 #[test]
@@ -431,16 +544,31 @@ fn python_values_survive_a_read_modify_write_of_another_key() {
     let mut expected = MsgPack.decode(&payload).unwrap();
     expected.insert("rust".into(), Value::Boolean(true));
     assert_eq!(after, MsgPack.encode(&expected).unwrap());
-    assert_eq!(after[1..payload.len()], payload[1..], "old entries byte for byte, in order");
+    assert_eq!(
+        after[1..payload.len()],
+        payload[1..],
+        "old entries byte for byte, in order"
+    );
 }
 
 #[test]
 fn configured_prefix_and_id_length_shape_the_store_key() {
-    let m = manager(Config::builder().key_prefix("app:").id_length(16).build().unwrap());
+    let m = manager(
+        Config::builder()
+            .key_prefix("app:")
+            .id_length(16)
+            .build()
+            .unwrap(),
+    );
     let cookie = first_visit(&m);
     let id = cookie_value(&cookie);
     assert_eq!(id.len(), 22);
-    assert!(m.store().inner.load(&format!("app:{id}")).unwrap().is_some());
+    assert!(m
+        .store()
+        .inner
+        .load(&format!("app:{id}"))
+        .unwrap()
+        .is_some());
 }
 
 fn hex(text: &str) -> Vec<u8> {

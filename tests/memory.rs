@@ -32,6 +32,13 @@ fn memory_stays_bounded_without_sweep() {
     }
     // Without eviction len() would be 100_000. With it, at most the entries written since the
     // last eviction (>= 1024 and >= the size after the last eviction) plus those still live.
-    assert!(peak <= 3 * BATCH, "memory store grew to {peak} entries out of {TOTAL}");
-    assert!(store.len() <= 3 * BATCH, "memory store holds {} entries", store.len());
+    assert!(
+        peak <= 3 * BATCH,
+        "memory store grew to {peak} entries out of {TOTAL}"
+    );
+    assert!(
+        store.len() <= 3 * BATCH,
+        "memory store holds {} entries",
+        store.len()
+    );
 }

@@ -8,15 +8,16 @@
 //! for those, as it does in Python.
 
 use std::cell::Cell;
-use std::fmt;
+use std::{fmt, io};
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use indexmap::map::Entry;
 use rmpv::Value;
-use serde::ser::{Error as _, SerializeMap, SerializeSeq};
+use serde::ser::{SerializeMap, SerializeSeq};
 use serde::{Serialize, Serializer};
 
+use super::msgpack::MAX_NESTING;
 use crate::codec::{Codec, SessionMap};
 use crate::{Error, Result};
 
@@ -51,7 +52,12 @@ impl Codec for Json {
     fn encode(&self, map: &SessionMap) -> Result<Vec<u8>> {
         let failure = Cell::new(None);
         let mut out = Vec::with_capacity(128);
-        match serde_json::to_writer(&mut out, &Session { map, failure: &failure }) {
+        let mut writer = serde_json::Serializer::with_formatter(&mut out, MsgspecFloats);
+        let session = Session {
+            map,
+            failure: &failure,
+        };
+        match session.serialize(&mut writer) {
             Ok(()) => Ok(out),
             Err(e) => Err(Error::Encode(match failure.take() {
                 Some(own) => Box::new(own),
@@ -61,7 +67,8 @@ impl Codec for Json {
     }
 
     fn decode(&self, bytes: &[u8]) -> Result<SessionMap> {
-        // serde_json stops at 128 nested arrays/objects, so deep input cannot exhaust the stack.
+        // serde_json stops after 127 nested arrays/objects (MAX_NESTING), so deep input cannot
+        // exhaust the stack.
         let value: Value = serde_json::from_slice(bytes).map_err(|e| Error::Decode(Box::new(e)))?;
         into_session_map(value).map_err(|e| Error::Decode(Box::new(e)))
     }
@@ -82,6 +89,8 @@ enum JsonError {
     UnsupportedExt(i8),
     /// A timestamp extension that is malformed or outside the years 1 to 9999.
     InvalidTimestamp,
+    /// Arrays and maps are nested deeper than [`MAX_NESTING`].
+    TooDeep,
 }
 
 impl fmt::Display for JsonError {
@@ -91,10 +100,13 @@ impl fmt::Display for JsonError {
             Self::DuplicateKey(key) => write!(f, "the top-level key {key:?} appears twice"),
             Self::NonStringKey => f.write_str("a map key is not a UTF-8 string"),
             Self::InvalidUtf8 => f.write_str("a string is not valid UTF-8"),
-            Self::UnsupportedExt(ty) => write!(f, "MessagePack extension type {ty} has no JSON form"),
+            Self::UnsupportedExt(ty) => {
+                write!(f, "MessagePack extension type {ty} has no JSON form")
+            }
             Self::InvalidTimestamp => {
                 f.write_str("a timestamp is malformed or outside the years 1 to 9999")
             }
+            Self::TooDeep => write!(f, "arrays and maps are nested deeper than {MAX_NESTING}"),
         }
     }
 }
@@ -119,6 +131,21 @@ fn into_session_map(value: Value) -> Result<SessionMap, JsonError> {
     Ok(map)
 }
 
+/// serde_json's compact output with floats written as msgspec writes them: ryu's shortest
+/// round-trip digits and notation (`1.5`, `1e20`, `1.5e-7`), where serde_json itself now writes
+/// `1e+20`. Non-finite floats never get here: they are written as `null` before.
+struct MsgspecFloats;
+
+impl serde_json::ser::Formatter for MsgspecFloats {
+    fn write_f32<W: ?Sized + io::Write>(&mut self, writer: &mut W, value: f32) -> io::Result<()> {
+        writer.write_all(ryu::Buffer::new().format_finite(value).as_bytes())
+    }
+
+    fn write_f64<W: ?Sized + io::Write>(&mut self, writer: &mut W, value: f64) -> io::Result<()> {
+        writer.write_all(ryu::Buffer::new().format_finite(value).as_bytes())
+    }
+}
+
 /// Where a serialization records the error it met, so that it reaches the caller typed rather
 /// than as serde_json's message.
 type Failure = Cell<Option<JsonError>>;
@@ -141,13 +168,20 @@ impl Serialize for Session<'_> {
 
 impl Session<'_> {
     fn wrap<'v>(&'v self, value: &'v Value) -> Ser<'v> {
-        Ser { value, failure: self.failure }
+        let failure = self.failure;
+        Ser {
+            value,
+            depth: 1,
+            failure,
+        }
     }
 }
 
 /// One value in msgspec's JSON form.
 struct Ser<'a> {
     value: &'a Value,
+    /// How many arrays and objects enclose the value, the session's own object included.
+    depth: usize,
     failure: &'a Failure,
 }
 
@@ -175,8 +209,22 @@ impl Serialize for Ser<'_> {
 }
 
 impl Ser<'_> {
-    fn wrap<'v>(&'v self, value: &'v Value) -> Ser<'v> {
-        Ser { value, failure: self.failure }
+    /// A value inside this one, or `TooDeep` when this array or map would exceed the nesting limit.
+    fn wrap<'v>(&'v self, value: &'v Value) -> Result<Ser<'v>, JsonError> {
+        let depth = self.depth + 1;
+        let failure = self.failure;
+        (depth <= MAX_NESTING)
+            .then_some(Ser {
+                value,
+                depth,
+                failure,
+            })
+            .ok_or(JsonError::TooDeep)
+    }
+
+    /// [`Self::wrap`], recording the error.
+    fn child<'v, E: serde::ser::Error>(&'v self, value: &'v Value) -> Result<Ser<'v>, E> {
+        self.wrap(value).map_err(|e| self.fail(e))
     }
 
     /// Records `err` for the caller and returns serde's stand-in for it.
@@ -189,7 +237,7 @@ impl Ser<'_> {
     fn serialize_array<S: Serializer>(&self, items: &[Value], s: S) -> Result<S::Ok, S::Error> {
         let mut out = s.serialize_seq(Some(items.len()))?;
         for item in items {
-            out.serialize_element(&self.wrap(item))?;
+            out.serialize_element(&self.child(item)?)?;
         }
         out.end()
     }
@@ -204,7 +252,7 @@ impl Ser<'_> {
             let Some(key) = key.as_str() else {
                 return Err(self.fail(JsonError::NonStringKey));
             };
-            out.serialize_entry(key, &self.wrap(value))?;
+            out.serialize_entry(key, &self.child(value)?)?;
         }
         out.end()
     }
@@ -265,7 +313,11 @@ fn civil_from_days(days: i64) -> (i64, i64, i64) {
     let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
     let month_index = (5 * day_of_year + 2) / 153; // 0 = March .. 11 = February
     let day = day_of_year - (153 * month_index + 2) / 5 + 1;
-    let month = if month_index < 10 { month_index + 3 } else { month_index - 9 };
+    let month = if month_index < 10 {
+        month_index + 3
+    } else {
+        month_index - 9
+    };
     let year = era * 400 + year_of_era + i64::from(month <= 2);
     (year, month, day)
 }
@@ -304,7 +356,14 @@ mod tests {
 
     #[test]
     fn invalid_json_is_a_decode_error() {
-        for bytes in [&b""[..], b"{", b"{\"a\":}", b"{\"a\":1}x", b"{'a':1}", b"\xff"] {
+        for bytes in [
+            &b""[..],
+            b"{",
+            b"{\"a\":}",
+            b"{\"a\":1}x",
+            b"{'a':1}",
+            b"\xff",
+        ] {
             decode_err(bytes);
         }
     }
@@ -328,6 +387,30 @@ mod tests {
         assert!(decode_err(&payload).contains("recursion limit"));
     }
 
+    /// A session whose value "a" sits inside `depth - 1` arrays (plus the session object).
+    fn nested_value(depth: usize) -> (Value, String) {
+        let mut value = Value::from(1);
+        for _ in 1..depth {
+            value = Value::Array(vec![value]);
+        }
+        let text = format!(
+            "{{\"a\":{}1{}}}",
+            "[".repeat(depth - 1),
+            "]".repeat(depth - 1)
+        );
+        (value, text)
+    }
+
+    #[test]
+    fn nesting_up_to_the_limit_round_trips_and_beyond_fails_both_ways() {
+        let (value, text) = nested_value(MAX_NESTING);
+        assert_eq!(Json.decode(text.as_bytes()).expect("decodes")["a"], value);
+        assert_eq!(encode_one(value), text.replace("\"a\"", "\"k\""));
+        let (value, text) = nested_value(MAX_NESTING + 1);
+        decode_err(text.as_bytes());
+        assert!(encode_err(value).contains("nested deeper"));
+    }
+
     #[test]
     fn huge_inputs_fail_cleanly() {
         decode_err(br#"{"a":"unterminated"#);
@@ -349,6 +432,16 @@ mod tests {
         assert_eq!(encode_one(Value::F64(1.0)), r#"{"k":1.0}"#);
         assert_eq!(encode_one(Value::F64(-0.0)), r#"{"k":-0.0}"#);
         assert_eq!(encode_one(Value::F64(1e20)), r#"{"k":1e20}"#);
+        assert_eq!(encode_one(Value::F64(1e16)), r#"{"k":1e16}"#);
+        assert_eq!(encode_one(Value::F64(1e15)), r#"{"k":1000000000000000.0}"#);
+        assert_eq!(encode_one(Value::F64(1.5e300)), r#"{"k":1.5e300}"#);
+        assert_eq!(encode_one(Value::F64(0.0001)), r#"{"k":0.0001}"#);
+        assert_eq!(encode_one(Value::F64(-1.5e-7)), r#"{"k":-1.5e-7}"#);
+        assert_eq!(
+            encode_one(Value::F64(0.1 + 0.2)),
+            r#"{"k":0.30000000000000004}"#
+        );
+        assert_eq!(encode_one(Value::F64(123.0)), r#"{"k":123.0}"#);
         assert_eq!(encode_one(Value::F64(f64::NAN)), r#"{"k":null}"#);
         assert_eq!(encode_one(Value::F64(f64::NEG_INFINITY)), r#"{"k":null}"#);
         assert_eq!(encode_one(Value::F32(f32::INFINITY)), r#"{"k":null}"#);
@@ -366,7 +459,8 @@ mod tests {
     fn values_without_a_json_form_are_encode_errors() {
         let int_key = Value::Map(vec![(Value::from(1), Value::Nil)]);
         assert!(encode_err(int_key).contains("map key"));
-        let bad_utf8 = Value::Array(vec![Value::String(vec![0xff_u8].into())]);
+        let bad_utf8 = crate::codec::MsgPack.decode(b"\x81\xa1k\x91\xa1\xff");
+        let bad_utf8 = bad_utf8.expect("decodes").swap_remove("k").expect("has k");
         assert!(encode_err(bad_utf8).contains("UTF-8"));
         assert!(encode_err(Value::Ext(5, vec![1])).contains("extension type 5"));
         assert!(encode_err(Value::Ext(-1, vec![1, 2, 3])).contains("timestamp"));
@@ -387,15 +481,33 @@ mod tests {
 
     #[test]
     fn timestamps_in_every_layout() {
-        assert_eq!(timestamp_rfc3339(&0_u32.to_be_bytes()).as_deref(), Some("1970-01-01T00:00:00Z"));
+        assert_eq!(
+            timestamp_rfc3339(&0_u32.to_be_bytes()).as_deref(),
+            Some("1970-01-01T00:00:00Z")
+        );
         let packed = (123_456_000_u64 << 34) | 1_893_553_445;
         let text = timestamp_rfc3339(&packed.to_be_bytes());
         assert_eq!(text.as_deref(), Some("2030-01-02T03:04:05.123456Z"));
-        assert_eq!(encode_one(ts(-1, 5)), r#"{"k":"1969-12-31T23:59:59.000000005Z"}"#);
-        assert_eq!(encode_one(ts(MIN_SECS, 0)), r#"{"k":"0001-01-01T00:00:00Z"}"#);
-        assert_eq!(encode_one(ts(MAX_SECS, 0)), r#"{"k":"9999-12-31T23:59:59Z"}"#);
-        assert_eq!(encode_one(ts(951_782_400, 0)), r#"{"k":"2000-02-29T00:00:00Z"}"#);
-        assert_eq!(encode_one(ts(4_107_542_400, 0)), r#"{"k":"2100-03-01T00:00:00Z"}"#);
+        assert_eq!(
+            encode_one(ts(-1, 5)),
+            r#"{"k":"1969-12-31T23:59:59.000000005Z"}"#
+        );
+        assert_eq!(
+            encode_one(ts(MIN_SECS, 0)),
+            r#"{"k":"0001-01-01T00:00:00Z"}"#
+        );
+        assert_eq!(
+            encode_one(ts(MAX_SECS, 0)),
+            r#"{"k":"9999-12-31T23:59:59Z"}"#
+        );
+        assert_eq!(
+            encode_one(ts(951_782_400, 0)),
+            r#"{"k":"2000-02-29T00:00:00Z"}"#
+        );
+        assert_eq!(
+            encode_one(ts(4_107_542_400, 0)),
+            r#"{"k":"2100-03-01T00:00:00Z"}"#
+        );
     }
 
     #[test]
@@ -404,7 +516,20 @@ mod tests {
         for days in 0..200_000 {
             assert_eq!(civil_from_days(days), (year, month, day), "day {days}");
             let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
-            let len = [31, if leap { 29 } else { 28 }, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+            let len = [
+                31,
+                if leap { 29 } else { 28 },
+                31,
+                30,
+                31,
+                30,
+                31,
+                31,
+                30,
+                31,
+                30,
+                31,
+            ];
             day += 1;
             if day > len[(month - 1) as usize] {
                 (day, month) = (1, month + 1);

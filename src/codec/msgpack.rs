@@ -54,7 +54,8 @@ impl Codec for MsgPack {
 
     fn decode(&self, bytes: &[u8]) -> Result<SessionMap> {
         let mut rest = bytes;
-        let value = rmpv::decode::read_value(&mut rest).map_err(|e| Error::Decode(Box::new(e)))?;
+        let value = rmpv::decode::read_value_with_max_depth(&mut rest, READ_DEPTH_BUDGET)
+            .map_err(|e| Error::Decode(Box::new(e)))?;
         if !rest.is_empty() {
             return Err(MsgPackError::TrailingBytes(rest.len()).into());
         }
@@ -63,6 +64,16 @@ impl Codec for MsgPack {
         Ok(map)
     }
 }
+
+/// The deepest nesting of arrays and maps either codec accepts, counting the session map itself.
+///
+/// It is serde_json's recursion limit, so that both codecs accept the same sessions; encoding
+/// enforces it too, so that every session that encodes also decodes.
+pub(super) const MAX_NESTING: usize = 127;
+
+/// rmpv's depth budget: it spends two units per array or map and up to three on a leaf value, so
+/// this admits every value within [`MAX_NESTING`] while keeping recursion (and stack use) bounded.
+const READ_DEPTH_BUDGET: usize = 2 * MAX_NESTING + 3;
 
 /// What this codec itself finds wrong with a payload or a session.
 #[derive(Debug)]
@@ -81,6 +92,8 @@ enum MsgPackError {
     NotCanonical,
     /// A string, binary, array, map or extension is longer than MessagePack allows.
     TooLong(usize),
+    /// Arrays and maps are nested deeper than [`MAX_NESTING`].
+    TooDeep,
 }
 
 impl fmt::Display for MsgPackError {
@@ -95,6 +108,7 @@ impl fmt::Display for MsgPackError {
                 "the payload is not in canonical form (non-minimal width or reserved marker 0xc1)",
             ),
             Self::TooLong(n) => write!(f, "a length of {n} exceeds MessagePack's 2^32 - 1 limit"),
+            Self::TooDeep => write!(f, "arrays and maps are nested deeper than {MAX_NESTING}"),
         }
     }
 }
@@ -131,6 +145,7 @@ fn ensure_canonical(map: &SessionMap, bytes: &[u8]) -> Result<()> {
     let mut expected = Expected(bytes);
     match write_session(&mut expected, map) {
         Ok(()) if expected.0.is_empty() => Ok(()),
+        Err(e) if matches!(e.downcast_ref(), Some(MsgPackError::TooDeep)) => Err(Error::Decode(e)),
         _ => Err(MsgPackError::NotCanonical.into()),
     }
 }
@@ -159,13 +174,14 @@ fn write_session<W: Write>(wr: &mut W, map: &SessionMap) -> Result<(), BoxError>
     encode::write_map_len(wr, len_u32(map.len())?)?;
     for (key, value) in map {
         encode::write_str(wr, key)?;
-        write_value(wr, value)?;
+        write_value(wr, value, 1)?;
     }
     Ok(())
 }
 
-/// Writes `value` in its smallest encoding, keeping invalid-UTF-8 strings as strings.
-fn write_value<W: Write>(wr: &mut W, value: &Value) -> Result<(), BoxError> {
+/// Writes `value`, found inside `depth` arrays and maps, in its smallest encoding, keeping
+/// invalid-UTF-8 strings as strings.
+fn write_value<W: Write>(wr: &mut W, value: &Value, depth: usize) -> Result<(), BoxError> {
     match value {
         Value::String(s) => write_string(wr, s)?,
         Value::Binary(bytes) => {
@@ -173,16 +189,18 @@ fn write_value<W: Write>(wr: &mut W, value: &Value) -> Result<(), BoxError> {
             wr.write_all(bytes)?;
         }
         Value::Array(items) => {
+            let depth = nested(depth)?;
             encode::write_array_len(wr, len_u32(items.len())?)?;
             for item in items {
-                write_value(wr, item)?;
+                write_value(wr, item, depth)?;
             }
         }
         Value::Map(entries) => {
+            let depth = nested(depth)?;
             encode::write_map_len(wr, len_u32(entries.len())?)?;
             for (key, item) in entries {
-                write_value(wr, key)?;
-                write_value(wr, item)?;
+                write_value(wr, key, depth)?;
+                write_value(wr, item, depth)?;
             }
         }
         Value::Ext(ty, data) => {
@@ -192,6 +210,13 @@ fn write_value<W: Write>(wr: &mut W, value: &Value) -> Result<(), BoxError> {
         scalar => rmpv::encode::write_value(wr, scalar)?,
     }
     Ok(())
+}
+
+/// The nesting inside one more array or map than `depth`, within [`MAX_NESTING`].
+fn nested(depth: usize) -> Result<usize, MsgPackError> {
+    Some(depth + 1)
+        .filter(|&d| d <= MAX_NESTING)
+        .ok_or(MsgPackError::TooDeep)
 }
 
 /// Writes a string marker and the string's bytes, valid UTF-8 or not (rmpv's own writer turns
@@ -285,7 +310,9 @@ mod tests {
         payload.extend_from_slice(b"\xa1e\xd5\x07\xab\xcd"); // fixext2, type 7
         payload.extend_from_slice(b"\xa1x\xc7\x03\x05abc"); // ext8, type 5
         payload.extend_from_slice(b"\xa1m\x82\x01\xa1z\xc3\x91\x00"); // int and bool keys
-        payload.extend_from_slice(b"\xa1t\xc7\x0c\xff\x00\x00\x00\x01\xff\xff\xff\xff\xff\xff\xff\xff");
+        payload.extend_from_slice(
+            b"\xa1t\xc7\x0c\xff\x00\x00\x00\x01\xff\xff\xff\xff\xff\xff\xff\xff",
+        );
         round_trip(&payload);
     }
 
@@ -303,20 +330,38 @@ mod tests {
         round_trip(&bytes);
     }
 
-    #[test]
-    fn deep_nesting_is_a_decode_error_not_a_stack_overflow() {
+    /// A session whose value "a" sits inside `depth - 1` arrays (plus the session map), holding
+    /// `leaf` at the bottom.
+    fn nested_payload(depth: usize, leaf: &[u8]) -> Vec<u8> {
         let mut payload = b"\x81\xa1a".to_vec();
-        payload.extend(std::iter::repeat_n(0x91, 100_000));
-        payload.push(0xc0);
-        assert!(decode_err(&payload).contains("depth"));
+        payload.extend(std::iter::repeat_n(0x91, depth - 1));
+        payload.extend_from_slice(leaf);
+        payload
     }
 
     #[test]
-    fn moderately_deep_nesting_round_trips() {
-        let mut payload = b"\x81\xa1a".to_vec();
-        payload.extend(std::iter::repeat_n(0x91, 400));
-        payload.push(0xc0);
-        round_trip(&payload);
+    fn deep_nesting_is_a_decode_error_not_a_stack_overflow() {
+        assert!(decode_err(&nested_payload(100_000, b"\xc0")).contains("depth"));
+    }
+
+    #[test]
+    fn nesting_up_to_the_limit_round_trips_and_beyond_fails_both_ways() {
+        for leaf in [&b"\xc0"[..], b"\xa1s", b"\xd4\x01\x02", b"\x90", b"\x80"] {
+            let innermost = if leaf[0] & 0xf0 == 0x90 || leaf[0] & 0xf0 == 0x80 {
+                1
+            } else {
+                0
+            };
+            round_trip(&nested_payload(MAX_NESTING - innermost, leaf));
+            decode_err(&nested_payload(MAX_NESTING + 1 - innermost, leaf));
+        }
+        let mut value = Value::Nil;
+        for _ in 0..MAX_NESTING {
+            value = Value::Array(vec![value]);
+        }
+        let mut map = SessionMap::new();
+        map.insert("a".into(), value);
+        assert!(matches!(MsgPack.encode(&map), Err(Error::Encode(_))));
     }
 
     #[test]

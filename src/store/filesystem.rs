@@ -1,7 +1,689 @@
-//! FileStore (being written)
-/// Files.
+//! Sessions as files in a directory, like Flask-Session's `filesystem` backend.
+//!
+//! One file per session, named by the lowercase hex SHA-256 of the store key, so no key can
+//! escape the directory or collide with the lock file (`.lock`) or a temp file (`.tmp-*`).
+//! A file is a 24-byte header then the payload:
+//!
+//! | bytes  | content                                   |
+//! |--------|-------------------------------------------|
+//! | 0..7   | magic `SRVSESS`                           |
+//! | 7      | format version, 1                         |
+//! | 8..16  | expiry, Unix milliseconds, u64 big-endian |
+//! | 16..24 | payload length, u64 big-endian            |
+//!
+//! Every write goes to a fresh temp file that is then renamed over the entry, so a reader
+//! (which never locks) sees the old file or the new one, never a torn one. Mutations hold an
+//! in-process mutex plus an exclusive `fs2` lock on `.lock`, so threads and processes sharing the
+//! directory never both win a `create` and a late `save` never resurrects a deleted entry.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, ErrorKind, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use ring::digest;
+
+use super::{Store, Sweep};
+use crate::{Error, Result};
+
+const MAGIC: &[u8; 7] = b"SRVSESS";
+const VERSION: u8 = 1;
+const HEADER_LEN: usize = 24;
+const LOCK_FILE: &str = ".lock";
+const TEMP_PREFIX: &str = ".tmp-";
+/// Temp files older than this are leftovers of a crashed writer; sweep removes them.
+const STALE_TEMP_AGE: Duration = Duration::from_secs(60);
+
+/// Configures and opens a [`FileStore`]; every setting has the Flask-Session default.
+///
+/// ```
+/// use server_session::store::FileStore;
+///
+/// let dir = std::env::temp_dir().join(format!("server-session-doc-{}", std::process::id()));
+/// let store = FileStore::builder().directory(&dir).threshold(1000).mode(0o640).build()?;
+/// assert_eq!(store.threshold(), 1000);
+/// # std::fs::remove_dir_all(&dir)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct FileStoreBuilder {
+    directory: PathBuf,
+    threshold: usize,
+    mode: u32,
+    sync: bool,
+}
+
+impl Default for FileStoreBuilder {
+    fn default() -> Self {
+        Self {
+            directory: PathBuf::from("flask_session"),
+            threshold: 500,
+            mode: 0o600,
+            sync: false,
+        }
+    }
+}
+
+impl FileStoreBuilder {
+    /// The directory holding the session files (`SESSION_FILE_DIR`). Default: `flask_session`,
+    /// relative to the working directory. It is created (mode 0700) if missing; an existing
+    /// directory keeps its permissions.
+    ///
+    /// ```
+    /// let builder = server_session::store::FileStore::builder().directory("/var/lib/app/sessions");
+    /// ```
+    pub fn directory(mut self, directory: impl Into<PathBuf>) -> Self {
+        self.directory = directory.into();
+        self
+    }
+
+    /// The most session files to keep (`SESSION_FILE_THRESHOLD`); 0 means unlimited. Default: 500.
+    ///
+    /// When a `create` takes the count over the threshold, expired files are removed, then the
+    /// files closest to expiry, until at most `threshold` remain. The count is kept in memory
+    /// and re-read from the directory at each prune, so with several processes sharing one
+    /// directory the bound is approximate.
+    ///
+    /// ```
+    /// let builder = server_session::store::FileStore::builder().threshold(0); // unlimited
+    /// ```
+    pub fn threshold(mut self, threshold: usize) -> Self {
+        self.threshold = threshold;
+        self
+    }
+
+    /// The permission bits of session files (`SESSION_FILE_MODE`). Default: `0o600`.
+    ///
+    /// Must include owner read and write and nothing beyond `0o777`. The bits are set
+    /// explicitly, so the process umask does not weaken or strengthen them.
+    ///
+    /// ```
+    /// let builder = server_session::store::FileStore::builder().mode(0o640);
+    /// ```
+    pub fn mode(mut self, mode: u32) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    /// Whether to `fsync` each file before renaming it into place, and the directory after.
+    /// Default: `false`.
+    ///
+    /// With `false` a write costs about a third as much, and a rename is still atomic, so
+    /// readers never see a torn file; but after a power loss (not a process crash) the last
+    /// writes may be lost. Sessions are usually cheap to lose; turn this on when they are not.
+    ///
+    /// ```
+    /// let builder = server_session::store::FileStore::builder().sync(true);
+    /// ```
+    pub fn sync(mut self, sync: bool) -> Self {
+        self.sync = sync;
+        self
+    }
+
+    /// Validates the settings, creates the directory if needed and opens the lock file.
+    ///
+    /// Errors: [`Error::Config`] for an empty directory path or a mode outside `0o600..=0o777`
+    /// without owner read-write; [`Error::Io`] when the directory or lock file cannot be made.
+    ///
+    /// ```
+    /// use server_session::{store::FileStore, Error};
+    /// let err = FileStore::builder().mode(0o200).build().unwrap_err();
+    /// assert!(matches!(err, Error::Config(_)));
+    /// ```
+    pub fn build(self) -> Result<FileStore> {
+        self.validate()?;
+        create_directory(&self.directory)?;
+        let lock_file = open_lock_file(&self.directory.join(LOCK_FILE))?;
+        let entries = count_entries(&self.directory)?;
+        Ok(FileStore {
+            directory: self.directory,
+            threshold: self.threshold,
+            mode: self.mode,
+            sync: self.sync,
+            state: Mutex::new(State { lock_file, entries }),
+        })
+    }
+
+    fn validate(&self) -> Result<()> {
+        if self.directory.as_os_str().is_empty() {
+            return Err(Error::Config(
+                "the file store directory must not be empty".into(),
+            ));
+        }
+        if self.mode & !0o777 != 0 || self.mode & 0o600 != 0o600 {
+            return Err(Error::Config(format!(
+                "the file store mode {:#o} must be within 0o777 and include owner read-write (0o600)",
+                self.mode
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Sessions as files in a directory (Flask-Session's `filesystem` backend).
+///
+/// Safe to share between threads and between processes using the same directory. Expired files
+/// are never returned; remove them with [`Sweep::sweep`] (for example from a
+/// [`Sweeper`](super::Sweeper)) or let threshold pruning do it.
+///
+/// ```
+/// use std::time::{Duration, SystemTime};
+/// use server_session::store::{FileStore, Store};
+///
+/// let dir = std::env::temp_dir().join(format!("server-session-doc-{}", std::process::id()));
+/// let store = FileStore::new(&dir)?;
+/// let expires = SystemTime::now() + Duration::from_secs(60);
+/// assert!(store.create("session:a", b"data", expires)?);
+/// assert_eq!(store.load("session:a")?, Some(b"data".to_vec()));
+/// # std::fs::remove_dir_all(&dir)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug)]
-pub struct FileStore;
-/// Builder.
+pub struct FileStore {
+    directory: PathBuf,
+    threshold: usize,
+    mode: u32,
+    sync: bool,
+    state: Mutex<State>,
+}
+
+/// Guarded by the in-process mutex; the file lock on `lock_file` guards against other processes.
 #[derive(Debug)]
-pub struct FileStoreBuilder;
+struct State {
+    lock_file: File,
+    /// Approximate number of entry files (exact after a prune, blind to other processes).
+    entries: usize,
+}
+
+/// Holds both locks; releases the file lock, then the mutex, when dropped.
+struct Locked<'a> {
+    state: MutexGuard<'a, State>,
+}
+
+impl Drop for Locked<'_> {
+    fn drop(&mut self) {
+        // An unlock failure cannot be reported from drop; closing the file (at the latest when
+        // the process exits) releases the lock anyway.
+        let _ = fs2::FileExt::unlock(&self.state.lock_file);
+    }
+}
+
+impl FileStore {
+    /// A store in `directory` with every other setting at its default.
+    ///
+    /// ```
+    /// let dir = std::env::temp_dir().join(format!("server-session-doc-{}", std::process::id()));
+    /// let store = server_session::store::FileStore::new(&dir)?;
+    /// assert_eq!(store.directory(), dir.as_path());
+    /// # std::fs::remove_dir_all(&dir)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn new(directory: impl Into<PathBuf>) -> Result<Self> {
+        Self::builder().directory(directory).build()
+    }
+
+    /// A builder with the Flask-Session defaults.
+    ///
+    /// ```
+    /// let builder = server_session::store::FileStore::builder();
+    /// ```
+    pub fn builder() -> FileStoreBuilder {
+        FileStoreBuilder::default()
+    }
+
+    /// The directory holding the session files.
+    ///
+    /// ```
+    /// let dir = std::env::temp_dir().join(format!("server-session-doc-{}", std::process::id()));
+    /// let store = server_session::store::FileStore::new(&dir)?;
+    /// assert!(store.directory().is_dir());
+    /// # std::fs::remove_dir_all(&dir)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn directory(&self) -> &Path {
+        &self.directory
+    }
+
+    /// The most session files kept; 0 means unlimited.
+    ///
+    /// ```
+    /// let dir = std::env::temp_dir().join(format!("server-session-doc-{}", std::process::id()));
+    /// let store = server_session::store::FileStore::new(&dir)?;
+    /// assert_eq!(store.threshold(), 500);
+    /// # std::fs::remove_dir_all(&dir)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn threshold(&self) -> usize {
+        self.threshold
+    }
+
+    fn lock(&self) -> Result<Locked<'_>> {
+        // Every update of `State` is a single assignment, so a poisoned mutex is safe to reuse.
+        let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        fs2::FileExt::lock_exclusive(&state.lock_file)?;
+        Ok(Locked { state })
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.directory.join(name)
+    }
+
+    /// Writes a complete entry to a temp file and renames it over `name`. Call with the lock held.
+    fn write_entry(&self, name: &str, expires_ms: u64, value: &[u8]) -> Result<()> {
+        let temp = self.path(&temp_name()?);
+        let written = self
+            .write_temp(&temp, expires_ms, value)
+            .and_then(|()| fs::rename(&temp, self.path(name)));
+        if let Err(e) = written {
+            // Best effort: the write error is the one worth reporting.
+            let _ = fs::remove_file(&temp);
+            return Err(e.into());
+        }
+        if self.sync {
+            sync_directory(&self.directory)?;
+        }
+        Ok(())
+    }
+
+    fn write_temp(&self, path: &Path, expires_ms: u64, value: &[u8]) -> io::Result<()> {
+        let mut options = OpenOptions::new();
+        options.write(true).create_new(true);
+        set_create_mode(&mut options, self.mode);
+        let mut file = options.open(path)?;
+        set_file_mode(&file, self.mode)?;
+        file.write_all(&encode_header(expires_ms, value.len() as u64))?;
+        file.write_all(value)?;
+        if self.sync {
+            file.sync_all()?;
+        }
+        Ok(())
+    }
+
+    /// Under the lock: the live entry's payload, rewritten with a new expiry; `None` when gone.
+    fn touch_entry(&self, key: &str, expires: SystemTime) -> Result<Option<Vec<u8>>> {
+        let name = file_name(key);
+        let _locked = self.lock()?;
+        let payload = match read_live(&self.path(&name), now_ms()) {
+            Ok(Some(payload)) => payload,
+            Ok(None) | Err(ReadError::Corrupt) => return Ok(None),
+            Err(ReadError::Io(e)) => return Err(e.into()),
+        };
+        self.write_entry(&name, unix_ms(expires), &payload)?;
+        Ok(Some(payload))
+    }
+
+    /// Removes `name` if it is still dead (corrupt, or expired at `now`) once the lock is held,
+    /// so a valid file a writer just renamed in is never removed. Call with the lock held.
+    fn remove_if_dead(&self, locked: &mut Locked<'_>, name: &str, now: u64) -> Result<bool> {
+        if is_dead(open_entry(&self.path(name))?, now) && remove_file(&self.path(name))? {
+            locked.state.entries = locked.state.entries.saturating_sub(1);
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    /// After a create went over the threshold: removes dead files, then the files closest to
+    /// expiry (never `keep`, the one just created) until at most `threshold` remain.
+    fn prune(&self, locked: &mut Locked<'_>, keep: &str) -> Result<()> {
+        let now = now_ms();
+        let mut ranked = self.rank_entries(keep, now)?;
+        ranked.sort_unstable();
+        let mut remaining = ranked.len() + 1;
+        for (rank, name) in ranked {
+            if rank != 0 && remaining <= self.threshold {
+                break;
+            }
+            if remove_file(&self.path(&name))? {
+                remaining -= 1;
+            }
+        }
+        locked.state.entries = remaining;
+        Ok(())
+    }
+
+    /// Every entry file but `keep`, with its expiry; 0 for an expired or corrupt file.
+    fn rank_entries(&self, keep: &str, now: u64) -> Result<Vec<(u64, String)>> {
+        let mut ranked = Vec::new();
+        for name in entry_names(&self.directory)? {
+            if name == keep {
+                continue;
+            }
+            let rank = match open_entry(&self.path(&name))? {
+                Slot::Missing => continue,
+                Slot::Found { expires_ms, .. } if expires_ms > now => expires_ms,
+                Slot::Found { .. } | Slot::Corrupt => 0,
+            };
+            ranked.push((rank, name));
+        }
+        Ok(ranked)
+    }
+
+    /// Without the lock: up to `limit` dead entry names, and stale temp files.
+    fn scan_dead(&self, limit: usize, now: u64) -> Result<(Vec<String>, Vec<PathBuf>)> {
+        let (mut dead, mut stale) = (Vec::new(), Vec::new());
+        for entry in fs::read_dir(&self.directory)? {
+            let entry = entry?;
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if is_entry_name(name) {
+                if is_dead(open_entry(&entry.path())?, now) {
+                    dead.push(name.to_owned());
+                }
+            } else if name.starts_with(TEMP_PREFIX) && is_stale(&entry) {
+                stale.push(entry.path());
+            }
+            if dead.len() >= limit {
+                break;
+            }
+        }
+        Ok((dead, stale))
+    }
+}
+
+impl Store for FileStore {
+    fn load(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        let name = file_name(key);
+        let now = now_ms();
+        match read_live(&self.path(&name), now) {
+            Err(ReadError::Corrupt) => {
+                let mut locked = self.lock()?;
+                self.remove_if_dead(&mut locked, &name, now)?;
+                Ok(None)
+            }
+            Err(ReadError::Io(e)) => Err(e.into()),
+            Ok(payload) => Ok(payload),
+        }
+    }
+
+    fn create(&self, key: &str, value: &[u8], expires: SystemTime) -> Result<bool> {
+        let name = file_name(key);
+        let mut locked = self.lock()?;
+        let previous = open_entry(&self.path(&name))?;
+        if is_live(&previous, now_ms()) {
+            return Ok(false);
+        }
+        self.write_entry(&name, unix_ms(expires), value)?;
+        if matches!(previous, Slot::Missing) {
+            locked.state.entries += 1;
+        }
+        if self.threshold > 0 && locked.state.entries > self.threshold {
+            if let Err(e) = self.prune(&mut locked, &name) {
+                log::warn!("pruning the session directory failed: {e}");
+            }
+        }
+        Ok(true)
+    }
+
+    fn save(&self, key: &str, value: &[u8], expires: SystemTime) -> Result<bool> {
+        let name = file_name(key);
+        let _locked = self.lock()?;
+        if !is_live(&open_entry(&self.path(&name))?, now_ms()) {
+            return Ok(false);
+        }
+        self.write_entry(&name, unix_ms(expires), value)?;
+        Ok(true)
+    }
+
+    fn touch(&self, key: &str, expires: SystemTime) -> Result<bool> {
+        Ok(self.touch_entry(key, expires)?.is_some())
+    }
+
+    fn delete(&self, key: &str) -> Result<()> {
+        let path = self.path(&file_name(key));
+        let mut locked = self.lock()?;
+        if remove_file(&path)? {
+            locked.state.entries = locked.state.entries.saturating_sub(1);
+        }
+        Ok(())
+    }
+
+    fn load_and_touch(&self, key: &str, expires: SystemTime) -> Result<Option<Vec<u8>>> {
+        self.touch_entry(key, expires)
+    }
+}
+
+impl Sweep for FileStore {
+    /// Removes up to `limit` expired or corrupt session files, and any temp file a crashed
+    /// writer left behind more than a minute ago (not counted). The directory is scanned
+    /// without the lock; each removal re-checks the file under the lock.
+    fn sweep(&self, limit: usize) -> Result<usize> {
+        if limit == 0 {
+            return Ok(0);
+        }
+        let now = now_ms();
+        let (dead, stale) = self.scan_dead(limit, now)?;
+        let mut removed = 0;
+        if !dead.is_empty() {
+            let mut locked = self.lock()?;
+            for name in &dead {
+                removed += usize::from(self.remove_if_dead(&mut locked, name, now)?);
+            }
+        }
+        for temp in stale {
+            remove_file(&temp)?;
+        }
+        Ok(removed)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Entry files
+// ---------------------------------------------------------------------------------------------
+
+/// What is found under an entry name.
+enum Slot {
+    Missing,
+    /// Truncated, wrong magic or version, or a length that does not match the header.
+    Corrupt,
+    /// A well-formed file, open and positioned at the payload.
+    Found {
+        expires_ms: u64,
+        file: File,
+        len: usize,
+    },
+}
+
+enum ReadError {
+    Corrupt,
+    Io(io::Error),
+}
+
+impl From<io::Error> for ReadError {
+    fn from(e: io::Error) -> Self {
+        ReadError::Io(e)
+    }
+}
+
+fn is_live(slot: &Slot, now: u64) -> bool {
+    matches!(slot, Slot::Found { expires_ms, .. } if *expires_ms > now)
+}
+
+fn is_dead(slot: Slot, now: u64) -> bool {
+    match slot {
+        Slot::Missing => false,
+        Slot::Corrupt => true,
+        Slot::Found { expires_ms, .. } => expires_ms <= now,
+    }
+}
+
+/// Opens an entry and checks its header against the file's length; never reads the payload.
+fn open_entry(path: &Path) -> io::Result<Slot> {
+    let mut file = match File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Slot::Missing),
+        Err(e) => return Err(e),
+    };
+    let file_len = file.metadata()?.len();
+    let mut header = [0u8; HEADER_LEN];
+    match file.read_exact(&mut header) {
+        Err(e) if e.kind() == ErrorKind::UnexpectedEof => return Ok(Slot::Corrupt),
+        other => other?,
+    }
+    let parsed = decode_header(&header).and_then(|(expires_ms, len)| {
+        let fits = len.checked_add(HEADER_LEN as u64) == Some(file_len);
+        fits.then_some((expires_ms, usize::try_from(len).ok()?))
+    });
+    Ok(match parsed {
+        Some((expires_ms, len)) => Slot::Found {
+            expires_ms,
+            file,
+            len,
+        },
+        None => Slot::Corrupt,
+    })
+}
+
+/// The payload of a live entry; `Ok(None)` when missing or expired.
+fn read_live(path: &Path, now: u64) -> std::result::Result<Option<Vec<u8>>, ReadError> {
+    match open_entry(path)? {
+        Slot::Missing => Ok(None),
+        Slot::Corrupt => Err(ReadError::Corrupt),
+        Slot::Found { expires_ms, .. } if expires_ms <= now => Ok(None),
+        Slot::Found { mut file, len, .. } => {
+            let mut payload = Vec::with_capacity(len);
+            file.read_to_end(&mut payload)?;
+            if payload.len() != len {
+                return Err(ReadError::Corrupt);
+            }
+            Ok(Some(payload))
+        }
+    }
+}
+
+fn encode_header(expires_ms: u64, len: u64) -> [u8; HEADER_LEN] {
+    let mut header = [0u8; HEADER_LEN];
+    header[..7].copy_from_slice(MAGIC);
+    header[7] = VERSION;
+    header[8..16].copy_from_slice(&expires_ms.to_be_bytes());
+    header[16..24].copy_from_slice(&len.to_be_bytes());
+    header
+}
+
+/// `(expiry, payload length)` from a header with the right magic and version.
+fn decode_header(header: &[u8; HEADER_LEN]) -> Option<(u64, u64)> {
+    if &header[..7] != MAGIC || header[7] != VERSION {
+        return None;
+    }
+    let expires_ms = u64::from_be_bytes(header[8..16].try_into().ok()?);
+    let len = u64::from_be_bytes(header[16..24].try_into().ok()?);
+    Some((expires_ms, len))
+}
+
+/// The entry file name of `key`: 64 lowercase hex digits of its SHA-256.
+fn file_name(key: &str) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let hash = digest::digest(&digest::SHA256, key.as_bytes());
+    let mut name = String::with_capacity(64);
+    for byte in hash.as_ref() {
+        name.push(char::from(HEX[usize::from(byte >> 4)]));
+        name.push(char::from(HEX[usize::from(byte & 0x0f)]));
+    }
+    name
+}
+
+fn is_entry_name(name: &str) -> bool {
+    name.len() == 64 && name.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// A temp file name no other writer (thread or process) picks: pid plus 64 random bits.
+fn temp_name() -> Result<String> {
+    let random = getrandom::u64().map_err(Error::Random)?;
+    Ok(format!("{TEMP_PREFIX}{}-{random:016x}", std::process::id()))
+}
+
+fn is_stale(entry: &fs::DirEntry) -> bool {
+    let modified = entry.metadata().and_then(|m| m.modified());
+    modified.is_ok_and(|t| t.elapsed().is_ok_and(|age| age > STALE_TEMP_AGE))
+}
+
+fn entry_names(directory: &Path) -> io::Result<Vec<String>> {
+    let mut names = Vec::new();
+    for entry in fs::read_dir(directory)? {
+        if let Some(name) = entry?.file_name().to_str().filter(|n| is_entry_name(n)) {
+            names.push(name.to_owned());
+        }
+    }
+    Ok(names)
+}
+
+fn count_entries(directory: &Path) -> io::Result<usize> {
+    Ok(entry_names(directory)?.len())
+}
+
+/// Removes a file; `Ok(false)` when it was already gone.
+fn remove_file(path: &Path) -> io::Result<bool> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+fn now_ms() -> u64 {
+    unix_ms(SystemTime::now())
+}
+
+/// Milliseconds since the Unix epoch, saturating (0 before the epoch).
+fn unix_ms(time: SystemTime) -> u64 {
+    match time.duration_since(UNIX_EPOCH) {
+        Ok(since) => u64::try_from(since.as_millis()).unwrap_or(u64::MAX),
+        Err(_) => 0,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Platform
+// ---------------------------------------------------------------------------------------------
+
+fn open_lock_file(path: &Path) -> io::Result<File> {
+    let mut options = OpenOptions::new();
+    options.read(true).write(true).create(true).truncate(false);
+    set_create_mode(&mut options, 0o600);
+    options.open(path)
+}
+
+#[cfg(unix)]
+fn create_directory(directory: &Path) -> io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(directory)
+}
+
+#[cfg(unix)]
+fn set_create_mode(options: &mut OpenOptions, mode: u32) {
+    use std::os::unix::fs::OpenOptionsExt;
+    options.mode(mode);
+}
+
+#[cfg(unix)]
+fn set_file_mode(file: &File, mode: u32) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    file.set_permissions(fs::Permissions::from_mode(mode))
+}
+
+/// Makes the renames in `directory` durable.
+#[cfg(unix)]
+fn sync_directory(directory: &Path) -> io::Result<()> {
+    File::open(directory)?.sync_all()
+}
+
+#[cfg(not(unix))]
+fn create_directory(directory: &Path) -> io::Result<()> {
+    fs::create_dir_all(directory)
+}
+
+#[cfg(not(unix))]
+fn set_create_mode(_options: &mut OpenOptions, _mode: u32) {}
+
+#[cfg(not(unix))]
+fn set_file_mode(_file: &File, _mode: u32) -> io::Result<()> {
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn sync_directory(_directory: &Path) -> io::Result<()> {
+    Ok(())
+}

@@ -109,7 +109,9 @@ impl MemoryStore {
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         // A panic while holding the lock cannot leave the map half-updated (every update is a
         // single HashMap call), so a poisoned lock is safe to keep using.
-        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -123,7 +125,10 @@ impl Store for MemoryStore {
         if inner.live_mut(key).is_some() {
             return Ok(false);
         }
-        let entry = Entry { value: value.to_vec(), expires };
+        let entry = Entry {
+            value: value.to_vec(),
+            expires,
+        };
         inner.entries.insert(key.to_owned(), entry);
         inner.count_write();
         Ok(true)

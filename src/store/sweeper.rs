@@ -59,7 +59,9 @@ impl Sweeper {
         batch: usize,
     ) -> Result<Self> {
         if batch == 0 {
-            return Err(Error::Config("the sweeper's batch size must be at least 1".into()));
+            return Err(Error::Config(
+                "the sweeper's batch size must be at least 1".into(),
+            ));
         }
         let stop = Arc::new(StopFlag::default());
         let flag = Arc::clone(&stop);
@@ -70,7 +72,10 @@ impl Sweeper {
                     sweep_round(store.as_ref(), batch, &flag);
                 }
             })?;
-        Ok(Self { stop, thread: Some(thread) })
+        Ok(Self {
+            stop,
+            thread: Some(thread),
+        })
     }
 
     /// Stops the thread and waits for the current batch to finish.

@@ -90,5 +90,8 @@ pub fn cookie_pair(set_cookie: &str) -> String {
 
 /// The value of the `name=value` part of a `Set-Cookie` value.
 pub fn cookie_value(set_cookie: &str) -> String {
-    cookie_pair(set_cookie).split_once('=').map(|(_, v)| v.to_owned()).unwrap_or_default()
+    cookie_pair(set_cookie)
+        .split_once('=')
+        .map(|(_, v)| v.to_owned())
+        .unwrap_or_default()
 }
