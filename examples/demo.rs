@@ -1,1 +1,199 @@
-fn main() {}
+//! The README's demo server: `cargo run --example demo`, then in another terminal
+//! `curl -c jar -b jar http://127.0.0.1:8000/` (again and again), `/login?user=ada`, `/whoami`,
+//! `/logout`.
+//!
+//! Options: `--addr HOST:PORT` (127.0.0.1:8000), `--threads N` (8), `--store URL`
+//! (`file:///abs/dir`, `memory:`; default: files in `./flask_session`), `--secret KEY`
+//! (sign the cookie). `tests/demo.rs` reuses [`config`], [`serve`] and [`route`].
+
+use std::io::Cursor;
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+
+use server_session::adapter::tiny_http::handle;
+use server_session::codec::Codec;
+use server_session::store::{FileStore, MemoryStore, Store};
+use server_session::{Config, Result, Session, SessionManager};
+use tiny_http::{Header, Method, Request, Response, Server};
+
+const USAGE: &str = "usage: demo [--addr HOST:PORT] [--threads N] [--store URL] [--secret KEY]";
+
+/// The command line.
+struct Args {
+    addr: String,
+    threads: usize,
+    store: Option<String>,
+    secret: Option<String>,
+}
+
+fn main() {
+    let started = parse_args(std::env::args().skip(1)).and_then(|args| start(&args));
+    if let Err(message) = started {
+        eprintln!("demo: {message}");
+        std::process::exit(2);
+    }
+}
+
+fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Args, String> {
+    let mut args = Args {
+        addr: "127.0.0.1:8000".into(),
+        threads: 8,
+        store: None,
+        secret: None,
+    };
+    while let Some(flag) = argv.next() {
+        let mut value = || argv.next().ok_or(format!("{flag} needs a value\n{USAGE}"));
+        match flag.as_str() {
+            "--addr" => args.addr = value()?,
+            "--threads" => {
+                args.threads = value()?.parse().map_err(|e| format!("--threads: {e}"))?
+            }
+            "--store" => args.store = Some(value()?),
+            "--secret" => args.secret = Some(value()?),
+            _ => return Err(USAGE.into()),
+        }
+    }
+    if args.threads == 0 {
+        return Err("--threads must be at least 1".into());
+    }
+    Ok(args)
+}
+
+/// Dispatches once on the store URL; everything after is statically typed by the store.
+fn start(args: &Args) -> Result<(), String> {
+    let Some(url) = args.store.as_deref() else {
+        return run(file_store("flask_session")?, args);
+    };
+    match url.split_once(':').map_or(url, |(scheme, _)| scheme) {
+        "memory" => run(MemoryStore::new(), args),
+        "file" => match url
+            .strip_prefix("file://")
+            .filter(|dir| dir.starts_with('/'))
+        {
+            Some(dir) => run(file_store(dir)?, args),
+            None => Err(format!("{url:?}: expected file:///absolute/directory")),
+        },
+        _ => Err(format!(
+            "the store {url:?} is not available in this build yet; use memory: or file:///dir"
+        )),
+    }
+}
+
+fn file_store(dir: &str) -> Result<FileStore, String> {
+    FileStore::new(dir).map_err(|e| format!("file store {dir}: {e}"))
+}
+
+fn run<S: Store + 'static>(store: S, args: &Args) -> Result<(), String> {
+    let manager = Arc::new(SessionManager::new(store, config(args.secret.as_deref())?));
+    let server =
+        Server::http(&args.addr).map_err(|e| format!("cannot listen on {}: {e}", args.addr))?;
+    println!(
+        "demo: listening on http://{} with {} threads",
+        args.addr, args.threads
+    );
+    for worker in serve(Arc::new(server), manager, args.threads) {
+        worker
+            .join()
+            .map_err(|_| "a worker thread panicked".to_owned())?;
+    }
+    Ok(())
+}
+
+/// The session configuration: Flask-Session's defaults, signed cookies with a secret.
+pub fn config(secret: Option<&str>) -> Result<Config, String> {
+    let builder = match secret {
+        Some(key) => Config::builder().use_signer(true).secret_key(key),
+        None => Config::builder(),
+    };
+    builder.build().map_err(|e| e.to_string())
+}
+
+/// Starts `threads` workers answering the server's requests; they run until the process ends.
+pub fn serve<S: Store + 'static>(
+    server: Arc<Server>,
+    manager: Arc<SessionManager<S>>,
+    threads: usize,
+) -> Vec<JoinHandle<()>> {
+    let spawn = |_| {
+        let (server, manager) = (Arc::clone(&server), Arc::clone(&manager));
+        thread::spawn(move || loop {
+            match server.recv() {
+                Ok(request) => respond(&manager, request),
+                Err(err) => eprintln!("demo: accept failed: {err}"),
+            }
+        })
+    };
+    (0..threads).map(spawn).collect()
+}
+
+/// Answers one request; a session or store error becomes a 503 with a one-line reason.
+pub fn respond<S: Store, C: Codec>(manager: &SessionManager<S, C>, request: Request) {
+    let response = handle(manager, &request, |request, session| {
+        let (status, body) = route(session, request.method(), request.url())?;
+        Ok(text(status, body))
+    });
+    let response = response.unwrap_or_else(|err| {
+        eprintln!("demo: {} {}: {err}", request.method(), request.url());
+        text(503, format!("store unavailable: {err}"))
+    });
+    if let Err(err) = request.respond(response) {
+        eprintln!("demo: could not send the response: {err}");
+    }
+}
+
+fn text(status: u16, body: String) -> Response<Cursor<Vec<u8>>> {
+    let content_type = Header::from_bytes("Content-Type", "text/plain; charset=utf-8");
+    Response::from_string(body + "\n")
+        .with_status_code(status)
+        .with_header(content_type.expect("a constant, valid header"))
+}
+
+/// The demo's routes: `(status, body)` for a request, using the session.
+pub fn route<S: Store, C: Codec>(
+    session: &mut Session<'_, S, C>,
+    method: &Method,
+    url: &str,
+) -> Result<(u16, String)> {
+    let (path, query) = url.split_once('?').unwrap_or((url, ""));
+    match (method, path) {
+        (Method::Get, "/") => {
+            let visits = session.get::<u64>("visits")?.unwrap_or(0) + 1;
+            session.insert("visits", &visits)?;
+            Ok((200, format!("visits={visits}")))
+        }
+        (Method::Get, "/login") => match query_param(query, "user").filter(|u| !u.is_empty()) {
+            Some(user) => {
+                session.regenerate()?;
+                session.insert("user", &user)?;
+                Ok((200, format!("user={user}")))
+            }
+            None => Ok((400, "missing ?user=NAME".into())),
+        },
+        (Method::Get, "/logout") => session.clear().map(|()| (200, "logged out".into())),
+        (Method::Get, "/whoami") => {
+            let user = session.get::<String>("user")?.unwrap_or_default();
+            Ok((200, format!("user={user}")))
+        }
+        _ => Ok((404, "not found".into())),
+    }
+}
+
+/// The percent-decoded value of `name` in a query string; `None` when absent or not UTF-8.
+fn query_param(query: &str, name: &str) -> Option<String> {
+    let mut pairs = query.split('&').filter_map(|pair| pair.split_once('='));
+    let (_, value) = pairs.find(|(key, _)| *key == name)?;
+    let mut bytes = Vec::with_capacity(value.len());
+    let mut rest = value.bytes();
+    while let Some(byte) = rest.next() {
+        bytes.push(match byte {
+            b'+' => b' ',
+            b'%' => {
+                let high = char::from(rest.next()?).to_digit(16)?;
+                let low = char::from(rest.next()?).to_digit(16)?;
+                u8::try_from(high * 16 + low).ok()?
+            }
+            other => other,
+        });
+    }
+    String::from_utf8(bytes).ok()
+}

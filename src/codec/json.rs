@@ -5,7 +5,8 @@
 //! text unescaped. Values without a JSON counterpart are written the way msgspec writes the
 //! Python objects they come from: bytes as standard base64 with padding, timestamps (extension
 //! type -1) as RFC 3339 UTC strings, non-finite floats as `null`. Reading JSON back gives strings
-//! for those, as it does in Python.
+//! for those, as it does in Python. A top-level array or scalar, a duplicate top-level key, or
+//! nesting deeper than 127 arrays and objects (the session's own object included) is an error.
 
 use std::cell::Cell;
 use std::{fmt, io};
@@ -209,22 +210,13 @@ impl Serialize for Ser<'_> {
 }
 
 impl Ser<'_> {
-    /// A value inside this one, or `TooDeep` when this array or map would exceed the nesting limit.
-    fn wrap<'v>(&'v self, value: &'v Value) -> Result<Ser<'v>, JsonError> {
+    /// The depth of this array or map's items, recording `TooDeep` beyond [`MAX_NESTING`].
+    fn items_depth<E: serde::ser::Error>(&self) -> Result<usize, E> {
         let depth = self.depth + 1;
-        let failure = self.failure;
-        (depth <= MAX_NESTING)
-            .then_some(Ser {
-                value,
-                depth,
-                failure,
-            })
-            .ok_or(JsonError::TooDeep)
-    }
-
-    /// [`Self::wrap`], recording the error.
-    fn child<'v, E: serde::ser::Error>(&'v self, value: &'v Value) -> Result<Ser<'v>, E> {
-        self.wrap(value).map_err(|e| self.fail(e))
+        if depth > MAX_NESTING {
+            return Err(self.fail(JsonError::TooDeep));
+        }
+        Ok(depth)
     }
 
     /// Records `err` for the caller and returns serde's stand-in for it.
@@ -235,9 +227,14 @@ impl Ser<'_> {
     }
 
     fn serialize_array<S: Serializer>(&self, items: &[Value], s: S) -> Result<S::Ok, S::Error> {
+        let (depth, failure) = (self.items_depth()?, self.failure);
         let mut out = s.serialize_seq(Some(items.len()))?;
-        for item in items {
-            out.serialize_element(&self.child(item)?)?;
+        for value in items {
+            out.serialize_element(&Ser {
+                value,
+                depth,
+                failure,
+            })?;
         }
         out.end()
     }
@@ -247,12 +244,20 @@ impl Ser<'_> {
         entries: &[(Value, Value)],
         s: S,
     ) -> Result<S::Ok, S::Error> {
+        let (depth, failure) = (self.items_depth()?, self.failure);
         let mut out = s.serialize_map(Some(entries.len()))?;
         for (key, value) in entries {
             let Some(key) = key.as_str() else {
                 return Err(self.fail(JsonError::NonStringKey));
             };
-            out.serialize_entry(key, &self.child(value)?)?;
+            out.serialize_entry(
+                key,
+                &Ser {
+                    value,
+                    depth,
+                    failure,
+                },
+            )?;
         }
         out.end()
     }
@@ -409,6 +414,23 @@ mod tests {
         let (value, text) = nested_value(MAX_NESTING + 1);
         decode_err(text.as_bytes());
         assert!(encode_err(value).contains("nested deeper"));
+        // An empty array or object counts as a level too.
+        for empty in [Value::Array(vec![]), Value::Map(vec![])] {
+            let mut value = empty;
+            for _ in 2..MAX_NESTING {
+                value = Value::Array(vec![value]);
+            }
+            let text = String::from_utf8(Json.encode(&map_of(value.clone())).expect("encodes"));
+            Json.decode(text.expect("UTF-8").as_bytes())
+                .expect("decodes");
+            assert!(encode_err(Value::Array(vec![value])).contains("nested deeper"));
+        }
+    }
+
+    fn map_of(value: Value) -> SessionMap {
+        let mut map = SessionMap::new();
+        map.insert("k".into(), value);
+        map
     }
 
     #[test]
@@ -508,6 +530,35 @@ mod tests {
             encode_one(ts(4_107_542_400, 0)),
             r#"{"k":"2100-03-01T00:00:00Z"}"#
         );
+    }
+
+    #[test]
+    fn mutated_payloads_never_panic_and_what_decodes_survives_a_round_trip() {
+        let seed = br#"{"_permanent":true,"n":-12,"f":0.5,"s":"h\u00e9\n","l":[1,{"z":null}]}"#;
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut decoded = 0;
+        for _ in 0..30_000 {
+            let mut bytes = seed.to_vec();
+            let at = (next() % bytes.len() as u64) as usize;
+            let byte = b"{}[]\",:0123456789.-eE \\u"[(next() % 24) as usize];
+            match next() % 3 {
+                0 => bytes[at] = byte,
+                1 => bytes.insert(at, byte),
+                _ => drop(bytes.remove(at)),
+            }
+            if let Ok(map) = Json.decode(&bytes) {
+                let text = Json.encode(&map).expect("encodes");
+                assert_eq!(Json.decode(&text).expect("decodes again"), map);
+                decoded += 1;
+            }
+        }
+        assert!(decoded > 1000, "only {decoded} mutants decoded");
     }
 
     #[test]

@@ -5,18 +5,19 @@
 //! values in their smallest encoding (integers at the narrowest width, floats as float 64, `str8`
 //! for 32..=255-byte strings, `bin` for bytes, timestamps as extension type -1).
 //!
-//! Decoding is strict so that a session survives a read-modify-write byte for byte: a payload is
-//! accepted only when re-encoding what it decodes to gives back exactly the same bytes. Anything
-//! msgspec (or this codec) writes passes; non-minimal widths, the reserved marker `0xc1`, duplicate
-//! top-level keys, trailing bytes, a non-map top level and non-string or non-UTF-8 top-level keys
-//! are rejected with [`Error::Decode`].
+//! Whatever msgspec (or this codec) writes decodes and re-encodes to the identical bytes, so a
+//! session survives a read-modify-write byte for byte. Valid MessagePack from other writers is
+//! accepted too and re-encoded in the smallest widths (same values and types). Duplicate top-level
+//! keys, trailing bytes, a non-map top level and non-string or non-UTF-8 top-level keys are
+//! rejected with [`Error::Decode`]. Arrays and maps may nest 127 deep (the session map
+//! included) on both sides, as with the JSON codec, so every session that encodes also decodes.
 
 use std::fmt;
-use std::io::{self, Write};
+use std::io::Write;
 
 use indexmap::map::Entry;
 use rmp::encode;
-use rmpv::{Utf8String, Value};
+use rmpv::{Value, ValueRef};
 
 use crate::codec::{Codec, SessionMap};
 use crate::{BoxError, Error, Result};
@@ -54,13 +55,14 @@ impl Codec for MsgPack {
 
     fn decode(&self, bytes: &[u8]) -> Result<SessionMap> {
         let mut rest = bytes;
-        let value = rmpv::decode::read_value_with_max_depth(&mut rest, READ_DEPTH_BUDGET)
+        let value = rmpv::decode::read_value_ref_with_max_depth(&mut rest, READ_DEPTH_BUDGET)
             .map_err(|e| Error::Decode(Box::new(e)))?;
         if !rest.is_empty() {
             return Err(MsgPackError::TrailingBytes(rest.len()).into());
         }
         let map = into_session_map(value)?;
-        ensure_canonical(&map, bytes)?;
+        // Whatever decodes must encode again, or the session could never be saved.
+        write_session(&mut std::io::sink(), &map).map_err(Error::Decode)?;
         Ok(map)
     }
 }
@@ -88,8 +90,6 @@ enum MsgPackError {
     DuplicateKey(String),
     /// Bytes follow the top-level map.
     TrailingBytes(usize),
-    /// The payload does not re-encode to itself (non-minimal width or reserved marker `0xc1`).
-    NotCanonical,
     /// A string, binary, array, map or extension is longer than MessagePack allows.
     TooLong(usize),
     /// Arrays and maps are nested deeper than [`MAX_NESTING`].
@@ -104,9 +104,6 @@ impl fmt::Display for MsgPackError {
             Self::NonUtf8Key => f.write_str("a top-level key is not valid UTF-8"),
             Self::DuplicateKey(key) => write!(f, "the top-level key {key:?} appears twice"),
             Self::TrailingBytes(n) => write!(f, "{n} trailing byte(s) after the map"),
-            Self::NotCanonical => f.write_str(
-                "the payload is not in canonical form (non-minimal width or reserved marker 0xc1)",
-            ),
             Self::TooLong(n) => write!(f, "a length of {n} exceeds MessagePack's 2^32 - 1 limit"),
             Self::TooDeep => write!(f, "arrays and maps are nested deeper than {MAX_NESTING}"),
         }
@@ -115,99 +112,77 @@ impl fmt::Display for MsgPackError {
 
 impl std::error::Error for MsgPackError {}
 
+/// For the decode path (the encode path boxes its errors into [`Error::Encode`] itself).
 impl From<MsgPackError> for Error {
     fn from(e: MsgPackError) -> Self {
         Error::Decode(Box::new(e))
     }
 }
 
-/// The top-level map of a decoded payload as a [`SessionMap`].
-fn into_session_map(value: Value) -> Result<SessionMap> {
-    let Value::Map(entries) = value else {
+/// The top-level map of a decoded payload as a [`SessionMap`] (the only copy of its data).
+fn into_session_map(value: ValueRef<'_>) -> Result<SessionMap> {
+    let ValueRef::Map(entries) = value else {
         return Err(MsgPackError::NotAMap.into());
     };
     let mut map = SessionMap::with_capacity(entries.len());
     for (key, value) in entries {
         let key = match key {
-            Value::String(s) => s.into_str().ok_or(MsgPackError::NonUtf8Key)?,
+            ValueRef::String(s) => s.into_str().ok_or(MsgPackError::NonUtf8Key)?,
             _ => return Err(MsgPackError::NonStringKey.into()),
         };
-        match map.entry(key) {
+        match map.entry(key.to_owned()) {
             Entry::Occupied(e) => return Err(MsgPackError::DuplicateKey(e.key().clone()).into()),
-            Entry::Vacant(e) => e.insert(value),
+            Entry::Vacant(e) => e.insert(value.to_owned()),
         };
     }
     Ok(map)
-}
-
-/// Errors unless encoding `map` gives exactly `bytes` (checked without allocating).
-fn ensure_canonical(map: &SessionMap, bytes: &[u8]) -> Result<()> {
-    let mut expected = Expected(bytes);
-    match write_session(&mut expected, map) {
-        Ok(()) if expected.0.is_empty() => Ok(()),
-        Err(e) if matches!(e.downcast_ref(), Some(MsgPackError::TooDeep)) => Err(Error::Decode(e)),
-        _ => Err(MsgPackError::NotCanonical.into()),
-    }
-}
-
-/// A writer that accepts only the bytes it expects next, in order.
-struct Expected<'a>(&'a [u8]);
-
-impl Write for Expected<'_> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self.0.strip_prefix(buf) {
-            Some(rest) => {
-                self.0 = rest;
-                Ok(buf.len())
-            }
-            None => Err(io::ErrorKind::InvalidData.into()),
-        }
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
 }
 
 /// Writes the session as a MessagePack map with string keys, in insertion order.
 fn write_session<W: Write>(wr: &mut W, map: &SessionMap) -> Result<(), BoxError> {
     encode::write_map_len(wr, len_u32(map.len())?)?;
     for (key, value) in map {
-        encode::write_str(wr, key)?;
+        write_str_bytes(wr, key.as_bytes())?;
         write_value(wr, value, 1)?;
     }
     Ok(())
 }
 
-/// Writes `value`, found inside `depth` arrays and maps, in its smallest encoding, keeping
-/// invalid-UTF-8 strings as strings.
+/// Writes `value`, found inside `depth` arrays and maps, in its smallest encoding.
 fn write_value<W: Write>(wr: &mut W, value: &Value, depth: usize) -> Result<(), BoxError> {
     match value {
-        Value::String(s) => write_string(wr, s)?,
+        // Invalid UTF-8 stays a string: rmpv's own writer would turn it into `bin`.
+        Value::String(s) => write_str_bytes(wr, s.as_bytes()),
         Value::Binary(bytes) => {
             encode::write_bin_len(wr, len_u32(bytes.len())?)?;
-            wr.write_all(bytes)?;
+            Ok(wr.write_all(bytes)?)
         }
         Value::Array(items) => {
             let depth = nested(depth)?;
             encode::write_array_len(wr, len_u32(items.len())?)?;
-            for item in items {
-                write_value(wr, item, depth)?;
-            }
+            items
+                .iter()
+                .try_for_each(|item| write_value(wr, item, depth))
         }
-        Value::Map(entries) => {
-            let depth = nested(depth)?;
-            encode::write_map_len(wr, len_u32(entries.len())?)?;
-            for (key, item) in entries {
-                write_value(wr, key, depth)?;
-                write_value(wr, item, depth)?;
-            }
-        }
+        Value::Map(entries) => write_map(wr, entries, nested(depth)?),
         Value::Ext(ty, data) => {
             encode::write_ext_meta(wr, len_u32(data.len())?, *ty)?;
-            wr.write_all(data)?;
+            Ok(wr.write_all(data)?)
         }
-        scalar => rmpv::encode::write_value(wr, scalar)?,
+        scalar => Ok(rmpv::encode::write_value(wr, scalar)?),
+    }
+}
+
+/// Writes a nested map whose keys and values are inside `depth` arrays and maps.
+fn write_map<W: Write>(
+    wr: &mut W,
+    entries: &[(Value, Value)],
+    depth: usize,
+) -> Result<(), BoxError> {
+    encode::write_map_len(wr, len_u32(entries.len())?)?;
+    for (key, value) in entries {
+        write_value(wr, key, depth)?;
+        write_value(wr, value, depth)?;
     }
     Ok(())
 }
@@ -219,10 +194,8 @@ fn nested(depth: usize) -> Result<usize, MsgPackError> {
         .ok_or(MsgPackError::TooDeep)
 }
 
-/// Writes a string marker and the string's bytes, valid UTF-8 or not (rmpv's own writer turns
-/// invalid UTF-8 into `bin`, which would change the payload).
-fn write_string<W: Write>(wr: &mut W, s: &Utf8String) -> Result<(), BoxError> {
-    let bytes = s.as_bytes();
+/// Writes a string marker for `bytes` and the bytes (UTF-8 or not), in the smallest width.
+fn write_str_bytes<W: Write>(wr: &mut W, bytes: &[u8]) -> Result<(), BoxError> {
     encode::write_str_len(wr, len_u32(bytes.len())?)?;
     wr.write_all(bytes)?;
     Ok(())
@@ -288,16 +261,17 @@ mod tests {
     }
 
     #[test]
-    fn non_canonical_encodings_are_rejected() {
-        // uint8 for 5, str8 for a 1-byte key, int8 for +5, map16 for 1 entry, reserved 0xc1.
+    fn non_minimal_encodings_are_accepted_and_normalised() {
+        // uint8 for 5, str8 for a 1-byte key, int8 for +5, map16 for 1 entry.
         for bytes in [
             &b"\x81\xa1a\xcc\x05"[..],
             b"\x81\xd9\x01a\x05",
             b"\x81\xa1a\xd0\x05",
             b"\xde\x00\x01\xa1a\x05",
-            b"\x81\xa1a\xc1",
         ] {
-            assert!(decode_err(bytes).contains("canonical"), "{bytes:x?}");
+            let map = MsgPack.decode(bytes).expect("valid MessagePack decodes");
+            assert_eq!(map.get("a"), Some(&Value::from(5)), "{bytes:x?}");
+            assert_eq!(MsgPack.encode(&map).expect("encodes"), b"\x81\xa1a\x05");
         }
     }
 
@@ -374,6 +348,45 @@ mod tests {
             decode_err(&payload);
         }
         decode_err(b"\xdf\xff\xff\xff\xff\xa1a\x01");
+    }
+
+    /// A small deterministic generator (xorshift64) for the mutation test.
+    fn next(state: &mut u64) -> u64 {
+        *state ^= *state << 13;
+        *state ^= *state >> 7;
+        *state ^= *state << 17;
+        *state
+    }
+
+    #[test]
+    fn mutated_payloads_never_panic_and_what_decodes_survives_a_round_trip() {
+        let seeds: [&[u8]; 3] = [
+            b"\x83\xaa_permanent\xc3\xa2dt\xd6\xff\x70\xdd\x55\x25\xa1l\x93\x01\xa1a\x91\xcb\x40\x04\0\0\0\0\0\0",
+            b"\x82\xa1i\xcd\x01\x2c\xa1m\x81\xa1k\x92\xd0\x80\xc4\x02\x00\xff",
+            b"\x81\xa1s\xd9\x20xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+        ];
+        let (mut state, mut decoded) = (0x9e37_79b9_7f4a_7c15_u64, 0);
+        for round in 0..30_000 {
+            let mut bytes = seeds[round % seeds.len()].to_vec();
+            for _ in 0..=next(&mut state) % 3 {
+                let at = (next(&mut state) % bytes.len() as u64) as usize;
+                let byte = next(&mut state) as u8;
+                match next(&mut state) % 3 {
+                    0 => bytes[at] = byte,
+                    1 => bytes.insert(at, byte),
+                    _ => drop(bytes.remove(at)),
+                }
+                if bytes.is_empty() {
+                    bytes.push(0x80);
+                }
+            }
+            if let Ok(map) = MsgPack.decode(&bytes) {
+                let encoded = MsgPack.encode(&map).expect("encodes");
+                assert_eq!(MsgPack.decode(&encoded).expect("decodes"), map);
+                decoded += 1;
+            }
+        }
+        assert!(decoded > 1000, "only {decoded} mutants decoded");
     }
 
     #[test]

@@ -515,53 +515,69 @@ struct Tally {
     creates_won: usize,
 }
 
+/// The key that is created before the workload and never deleted: it must never read as gone.
+const STABLE: usize = SHARED_KEYS;
+
+/// One operation of the mixed workload: the value it read back, if any.
+fn step<S: Store>(
+    store: &S,
+    key: &str,
+    op: usize,
+    value: &[u8],
+    tally: &mut Tally,
+) -> Result<Option<Vec<u8>>> {
+    match op {
+        0..=2 => store.load(key),
+        3 | 4 => {
+            tally.creates_won += usize::from(store.create(key, value, after(LONG))?);
+            Ok(None)
+        }
+        5 | 6 => store.save(key, value, after(LONG)).map(|_| None),
+        7 => store.touch(key, after(LONG)).map(|_| None),
+        8 => store.load_and_touch(key, after(LONG)),
+        _ => store.delete(key).map(|()| None),
+    }
+}
+
 fn hammer<S: Store>(store: &S, keys: &[String], thread: usize) -> Tally {
     let mut rng = Rng::new(random_u64());
     let mut tally = Tally::default();
     for op in 0..OPS_PER_THREAD {
-        let k = rng.below(SHARED_KEYS);
-        let (key, what) = (&keys[k], format!("thread {thread} op {op} on key {k}"));
+        let k = rng.below(SHARED_KEYS + 1);
+        let what = format!("thread {thread} op {op} on key {k}");
         let len = if rng.below(16) == 0 {
             16384 + rng.below(49152)
         } else {
             rng.below(2048)
         };
         let value = tagged_value(k, rng.next() as u32, len);
-        let seen = match rng.below(10) {
-            0..=2 => ok(store.load(key), &what),
-            3 | 4 => {
-                let won = ok(store.create(key, &value, after(LONG)), &what);
-                tally.creates_won += usize::from(won);
-                None
-            }
-            5 | 6 => {
-                ok(store.save(key, &value, after(LONG)), &what);
-                None
-            }
-            7 => {
-                ok(store.touch(key, after(LONG)), &what);
-                None
-            }
-            8 => ok(store.load_and_touch(key, after(LONG)), &what),
-            _ => {
-                ok(store.delete(key), &what);
-                None
-            }
+        let kind = match rng.below(10) {
+            3 | 4 | 9 if k == STABLE => 5, // never create over or delete the stable key
+            kind => kind,
         };
-        if let Some(seen) = seen {
-            if let Err(problem) = check_tagged(k, &seen) {
-                panic!("{what}: {problem}");
+        let seen = ok(step(store, &keys[k], kind, &value, &mut tally), &what);
+        match seen {
+            Some(seen) => check_tagged(k, &seen).unwrap_or_else(|p| panic!("{what}: {p}")),
+            None if k == STABLE && matches!(kind, 0..=2 | 8) => {
+                panic!("{what}: a live key read as missing while it was being rewritten")
             }
-            tally.values_seen += 1;
+            None => continue,
         }
+        tally.values_seen += 1;
     }
     tally
 }
 
-/// 8 threads × 500 mixed operations over 6 shared keys: no error, and every value read back
-/// (by `load`, `load_and_touch` or after a successful `save`) is whole and belongs to its key.
+/// 8 threads × 500 mixed operations over 6 shared keys plus one that is only ever rewritten:
+/// no error, every value read back (by `load` or `load_and_touch`) is whole and belongs to its
+/// key, and the never-deleted key never reads as missing (writes replace values atomically).
 pub fn concurrent_mixed_operations<S: Store>(store: &S, prefix: &str) {
-    let keys: Vec<String> = (0..SHARED_KEYS).map(|k| format!("{prefix}{k}")).collect();
+    let keys: Vec<String> = (0..=SHARED_KEYS).map(|k| format!("{prefix}{k}")).collect();
+    let stable_value = tagged_value(STABLE, 0, 100);
+    assert!(ok(
+        store.create(&keys[STABLE], &stable_value, after(LONG)),
+        "create"
+    ));
     let barrier = Barrier::new(THREADS);
     let tallies: Vec<Tally> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..THREADS)
@@ -576,8 +592,12 @@ pub fn concurrent_mixed_operations<S: Store>(store: &S, prefix: &str) {
         handles.into_iter().map(join).collect()
     });
     for (k, key) in keys.iter().enumerate() {
-        if let Some(value) = ok(store.load(key), "final load") {
-            check_tagged(k, &value).unwrap_or_else(|p| panic!("final value of key {k}: {p}"));
+        match ok(store.load(key), "final load") {
+            Some(value) => check_tagged(k, &value).unwrap_or_else(|p| panic!("final key {k}: {p}")),
+            None => assert_ne!(
+                k, STABLE,
+                "the never-deleted key is gone after the workload"
+            ),
         }
     }
     let seen: usize = tallies.iter().map(|t| t.values_seen).sum();

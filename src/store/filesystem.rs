@@ -83,7 +83,9 @@ impl FileStoreBuilder {
     /// When a `create` takes the count over the threshold, expired files are removed, then the
     /// files closest to expiry, until at most `threshold` remain. The count is kept in memory
     /// and re-read from the directory at each prune, so with several processes sharing one
-    /// directory the bound is approximate.
+    /// directory the bound is approximate. Once the store is full, every `create` lists the
+    /// directory (as Flask's cachelib does): keep the threshold modest, or use 0 and a
+    /// [`Sweeper`](crate::store::Sweeper) for large numbers of sessions.
     ///
     /// ```
     /// let builder = server_session::store::FileStore::builder().threshold(0); // unlimited
@@ -123,8 +125,8 @@ impl FileStoreBuilder {
 
     /// Validates the settings, creates the directory if needed and opens the lock file.
     ///
-    /// Errors: [`Error::Config`] for an empty directory path or a mode outside `0o600..=0o777`
-    /// without owner read-write; [`Error::Io`] when the directory or lock file cannot be made.
+    /// Errors: [`Error::Config`] for an empty directory path, or a mode with bits beyond `0o777`
+    /// or without owner read-write; [`Error::Io`] when the directory or lock file cannot be made.
     ///
     /// ```
     /// use server_session::{store::FileStore, Error};
@@ -409,7 +411,7 @@ impl Store for FileStore {
         }
         if self.threshold > 0 && locked.state.entries > self.threshold {
             if let Err(e) = self.prune(&mut locked, &name) {
-                log::warn!("pruning the session directory failed: {e}");
+                log::warn!("pruning the session directory failed: {e:?}");
             }
         }
         Ok(true)

@@ -1,0 +1,344 @@
+//! The demo server (examples/demo.rs) over real HTTP: its routes, the tiny_http adapter and the
+//! stores, driven through `std::net::TcpStream` with a tiny HTTP/1.1 client.
+#![cfg(feature = "tiny_http")]
+
+#[allow(dead_code)]
+#[path = "../examples/demo.rs"]
+mod demo;
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::CountingStore;
+use server_session::store::{FileStore, MemoryStore, NullStore, Store};
+use server_session::SessionManager;
+use tiny_http::Server;
+
+/// Starts the demo's workers on an ephemeral port; they live until the test process ends.
+fn start<S: Store + 'static>(
+    store: S,
+    secret: Option<&str>,
+) -> (SocketAddr, Arc<SessionManager<S>>) {
+    let manager = Arc::new(SessionManager::new(store, demo::config(secret).unwrap()));
+    let server = Server::http("127.0.0.1:0").unwrap();
+    let addr = server.server_addr().to_ip().unwrap();
+    demo::serve(Arc::new(server), Arc::clone(&manager), 2);
+    (addr, manager)
+}
+
+#[derive(Debug)]
+struct Reply {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Reply {
+    fn header(&self, name: &str) -> Option<&str> {
+        let mut found = self
+            .headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name));
+        found.next().map(|(_, v)| v.as_str())
+    }
+
+    fn set_cookie(&self) -> Option<&str> {
+        self.header("Set-Cookie")
+    }
+
+    /// The `name=value` pair of the `Set-Cookie`, as a browser sends it back.
+    fn cookie(&self) -> String {
+        let set_cookie = self.set_cookie().expect("a Set-Cookie header");
+        set_cookie.split(';').next().unwrap().to_owned()
+    }
+}
+
+/// Sends raw bytes on a fresh connection and returns everything the server sent back.
+fn exchange(addr: SocketAddr, request: &[u8]) -> Vec<u8> {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream.write_all(request).unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).unwrap();
+    response
+}
+
+fn parse(response: &[u8]) -> Reply {
+    let text = String::from_utf8(response.to_vec()).unwrap();
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .expect("a complete response head");
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let headers: Vec<(String, String)> = lines
+        .map(|line| line.split_once(": ").unwrap())
+        .map(|(name, value)| (name.to_owned(), value.to_owned()))
+        .collect();
+    let reply = Reply {
+        status,
+        headers,
+        body: body.trim_end().to_owned(),
+    };
+    assert_eq!(reply.header("Transfer-Encoding"), None, "{reply:?}");
+    reply
+}
+
+fn request(method: &str, path: &str, cookie_lines: &[&str]) -> Vec<u8> {
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
+    for cookie in cookie_lines {
+        head.push_str(&format!("Cookie: {cookie}\r\n"));
+    }
+    head.push_str("\r\n");
+    head.into_bytes()
+}
+
+fn get(addr: SocketAddr, path: &str, cookie: Option<&str>) -> Reply {
+    let cookies: Vec<&str> = cookie.into_iter().collect();
+    parse(&exchange(addr, &request("GET", path, &cookies)))
+}
+
+/// The store key behind a `session=<id>[.<signature>]` cookie pair.
+fn key(cookie: &str) -> String {
+    let value = cookie.split_once('=').unwrap().1;
+    format!("session:{}", value.split('.').next().unwrap())
+}
+
+#[test]
+fn visits_count_with_the_cookie_jar() {
+    let (addr, manager) = start(MemoryStore::new(), None);
+    let first = get(addr, "/", None);
+    assert_eq!((first.status, first.body.as_str()), (200, "visits=1"));
+    assert_eq!(
+        first.header("Content-Type"),
+        Some("text/plain; charset=utf-8")
+    );
+    assert_eq!(first.header("Vary"), Some("Cookie"));
+    let jar = first.cookie();
+    assert!(manager.store().load(&key(&jar)).unwrap().is_some());
+    let second = get(addr, "/", Some(&jar));
+    assert_eq!((second.status, second.body.as_str()), (200, "visits=2"));
+    assert_eq!(second.cookie(), jar, "the id stays the same");
+}
+
+#[test]
+fn file_store_sessions_are_owner_only_files() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let (addr, manager) = start(FileStore::new(dir.path()).unwrap(), None);
+    let jar = get(addr, "/", None).cookie();
+    assert_eq!(get(addr, "/", Some(&jar)).body, "visits=2");
+    assert!(manager.store().load(&key(&jar)).unwrap().is_some());
+    let entries: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+        .collect();
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    let mode = entries[0].metadata().unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+}
+
+#[test]
+fn login_regenerates_the_id_and_the_old_one_is_dead() {
+    let dir = tempfile::tempdir().unwrap();
+    let (addr, manager) = start(FileStore::new(dir.path()).unwrap(), None);
+    let old = get(addr, "/", None).cookie();
+    let login = get(addr, "/login?user=ada", Some(&old));
+    assert_eq!((login.status, login.body.as_str()), (200, "user=ada"));
+    let new = login.cookie();
+    assert_ne!(new, old);
+    assert_eq!(manager.store().load(&key(&old)).unwrap(), None);
+    let replay = get(addr, "/", Some(&old));
+    assert_eq!(replay.body, "visits=1", "the old id must not work");
+    assert_ne!(replay.cookie(), old);
+    assert_ne!(replay.cookie(), new);
+    assert_eq!(
+        get(addr, "/", Some(&new)).body,
+        "visits=2",
+        "data moved to the new id"
+    );
+}
+
+#[test]
+fn whoami_reads_without_rewriting_the_data() {
+    let (addr, manager) = start(CountingStore::default(), None);
+    let jar = get(addr, "/login?user=ada", None).cookie();
+    let stored = manager.store().inner.load(&key(&jar)).unwrap();
+    let counts = manager.store().counts();
+    let whoami = get(addr, "/whoami", Some(&jar));
+    assert_eq!((whoami.status, whoami.body.as_str()), (200, "user=ada"));
+    if whoami.set_cookie().is_some() {
+        assert_eq!(whoami.cookie(), jar, "only a refresh of the same id");
+    }
+    let after = manager.store().counts();
+    assert_eq!(
+        (after[1], after[2]),
+        (counts[1], counts[2]),
+        "no create, no save"
+    );
+    assert_eq!(manager.store().inner.load(&key(&jar)).unwrap(), stored);
+    let anonymous = get(addr, "/whoami", None);
+    assert_eq!(
+        (anonymous.body.as_str(), anonymous.set_cookie()),
+        ("user=", None)
+    );
+    assert_eq!(manager.store().inner.len(), 1);
+}
+
+#[test]
+fn logout_sends_the_deletion_cookie_and_removes_the_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let (addr, manager) = start(FileStore::new(dir.path()).unwrap(), None);
+    let jar = get(addr, "/login?user=ada", None).cookie();
+    let logout = get(addr, "/logout", Some(&jar));
+    assert_eq!((logout.status, logout.body.as_str()), (200, "logged out"));
+    let deletion = logout.set_cookie().unwrap();
+    assert!(
+        deletion.starts_with("session=;") && deletion.contains("Max-Age=0"),
+        "{deletion}"
+    );
+    assert_eq!(manager.store().load(&key(&jar)).unwrap(), None);
+    assert_eq!(get(addr, "/whoami", Some(&jar)).body, "user=");
+}
+
+#[test]
+fn login_needs_a_user_and_unknown_routes_are_404() {
+    let (addr, manager) = start(MemoryStore::new(), None);
+    assert_eq!(get(addr, "/login", None).status, 400);
+    assert_eq!(get(addr, "/login?user=", None).status, 400);
+    assert_eq!(get(addr, "/login?user=%zz", None).status, 400);
+    assert!(manager.store().is_empty());
+    assert_eq!(
+        get(addr, "/login?x=1&user=J%C3%BCrgen+X", None).body,
+        "user=Jürgen X"
+    );
+    assert_eq!(get(addr, "/nope", None).status, 404);
+    let post = parse(&exchange(addr, &request("POST", "/", &[])));
+    assert_eq!(post.status, 404);
+}
+
+/// Hostile `Cookie` header values, each of which must yield HTTP 200 and a fresh session.
+fn hostile_cookies() -> Vec<String> {
+    let unknown_id = format!("session={}", "A".repeat(43));
+    vec![
+        format!("session={}", "x".repeat(12 * 1024)),
+        "session=../../etc/passwd".into(),
+        "session=%00%ff".into(),
+        "session=\"quoted\"".into(),
+        "session=\"\"\"".into(),
+        "session=a.b.c.d".into(),
+        "session=".into(),
+        "session".into(),
+        "session=x; session=y; session=../z".into(),
+        "session=\u{1}\u{7f}".into(),
+        unknown_id.clone(),
+        format!("{unknown_id}.c2lnbmF0dXJl"),
+    ]
+}
+
+fn assert_fresh(addr: SocketAddr, cookie_lines: &[&str], known: &[&str]) {
+    let reply = parse(&exchange(addr, &request("GET", "/", cookie_lines)));
+    assert_eq!(
+        (reply.status, reply.body.as_str()),
+        (200, "visits=1"),
+        "{cookie_lines:?}"
+    );
+    let fresh = reply.cookie();
+    assert!(
+        cookie_lines.iter().all(|c| !c.contains(&fresh)),
+        "adopted a client id"
+    );
+    assert!(!known.contains(&fresh.as_str()));
+}
+
+#[test]
+fn hostile_cookies_get_a_fresh_session() {
+    let (addr, manager) = start(MemoryStore::new(), None);
+    let real = get(addr, "/", None).cookie();
+    for cookie in hostile_cookies() {
+        assert_fresh(addr, &[&cookie], &[&real]);
+    }
+    assert_fresh(addr, &["session=junk", "session=", "theme=dark"], &[&real]);
+    assert_eq!(manager.store().len(), 1 + hostile_cookies().len() + 1);
+}
+
+#[test]
+fn forged_signatures_get_a_fresh_session() {
+    let (addr, _manager) = start(MemoryStore::new(), Some("demo secret"));
+    let real = get(addr, "/", None).cookie();
+    assert!(real.contains('.'), "signed: {real}");
+    assert_eq!(get(addr, "/", Some(&real)).body, "visits=2");
+    let (id, signature) = real.rsplit_once('.').unwrap();
+    let flipped = if signature.starts_with('A') { "B" } else { "A" };
+    let forged = [
+        format!("{id}.{flipped}{}", &signature[1..]),
+        id.to_owned(),
+        format!("{id}."),
+        format!("{id}.{signature}.{signature}"),
+    ];
+    for cookie in forged.iter().map(String::as_str).chain(["session=x.y"]) {
+        assert_fresh(addr, &[cookie], &[&real]);
+    }
+    assert_eq!(
+        get(addr, "/", Some(&real)).body,
+        "visits=3",
+        "the real cookie still works"
+    );
+}
+
+/// tiny_http reads each request-head line as ASCII; a line with any byte >= 0x80 makes it close
+/// the connection without a response, before our code runs. The worker must stay healthy.
+#[test]
+fn non_utf8_header_bytes_are_dropped_by_tiny_http_without_harm() {
+    let (addr, manager) = start(MemoryStore::new(), None);
+    let raw: &[&[u8]] = &[
+        b"GET / HTTP/1.1\r\nHost: x\r\nCookie: session=\xff\xfe\x80\r\nConnection: close\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: x\r\nCookie: theme=caf\xc3\xa9\r\nConnection: close\r\n\r\n",
+    ];
+    for request in raw {
+        let response = exchange(addr, request);
+        assert!(
+            response.is_empty(),
+            "{:?}",
+            String::from_utf8_lossy(&response)
+        );
+    }
+    assert!(manager.store().is_empty(), "our handler never ran");
+    assert_eq!(
+        get(addr, "/", None).body,
+        "visits=1",
+        "the server still answers"
+    );
+}
+
+#[test]
+fn store_errors_answer_503_with_the_reason() {
+    let (addr, _manager) = start(NullStore, None);
+    let reply = get(addr, "/", None);
+    assert_eq!(reply.status, 503);
+    assert!(
+        reply
+            .body
+            .starts_with("store unavailable: sessions are disabled"),
+        "{}",
+        reply.body
+    );
+    assert!(!reply.body.contains('\n'), "one line");
+    assert_eq!(reply.set_cookie(), None);
+    let whoami = get(addr, "/whoami", None);
+    assert_eq!((whoami.status, whoami.body.as_str()), (200, "user="));
+    assert_eq!(get(addr, "/login?user=ada", None).status, 503);
+}
