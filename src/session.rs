@@ -11,6 +11,7 @@ use crate::{Error, Result, SessionId, SessionManager};
 pub(crate) const PERMANENT_KEY: &str = "_permanent";
 
 /// A session opened by [`SessionManager::open`]; end the request with [`Session::commit`].
+/// Dropping a session without committing it discards its changes.
 ///
 /// Nothing is read from the store until the first method that needs the data. Keys are
 /// strings; values are anything serde can (de)serialise. The `_permanent` key is Flask's
@@ -41,6 +42,18 @@ pub struct Session<'m, S: Store, C: Codec> {
     pub(crate) accessed: bool,
     /// An id to delete at commit: the old id after `regenerate`.
     pub(crate) stale_id: Option<SessionId>,
+}
+
+impl<S: Store, C: Codec> std::fmt::Debug for Session<'_, S, C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("id", &self.id)
+            .field("loaded", &self.data.is_some())
+            .field("stored", &self.stored)
+            .field("modified", &self.modified)
+            .field("accessed", &self.accessed)
+            .finish_non_exhaustive()
+    }
 }
 
 impl<'m, S: Store, C: Codec> Session<'m, S, C> {
