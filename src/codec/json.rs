@@ -590,4 +590,15 @@ mod tests {
             }
         }
     }
+
+    /// Found by the `json_decode` fuzz target: without serde_json's `float_roundtrip`, an
+    /// integer too large for 64 bits was parsed to a neighbouring float, so a read-modify-write
+    /// changed the stored number.
+    #[test]
+    fn huge_integers_parse_to_the_nearest_float_and_survive_a_round_trip() {
+        let map = Json.decode(b"{\"max\":92233727203685477580}").unwrap();
+        let exact: f64 = "92233727203685477580".parse().unwrap();
+        assert_eq!(map.get("max"), Some(&Value::F64(exact)));
+        assert_eq!(Json.decode(&Json.encode(&map).unwrap()).unwrap(), map);
+    }
 }
