@@ -3,7 +3,9 @@
 //! `/logout`.
 //!
 //! Options: `--addr HOST:PORT` (127.0.0.1:8000), `--threads N` (8), `--store URL`
-//! (`file:///abs/dir`, `memory:`; default: files in `./flask_session`), `--secret KEY`
+//! (default: files in `./flask_session`; `file:///abs/dir`, `memory:`, and with the store's
+//! feature `redis://HOST:PORT/DB`, `memcache://HOST:PORT[,HOST:PORT]`, `sqlite:///abs/path.db`,
+//! `postgres://USER@HOST:PORT/DB`, `mongodb://HOST:PORT/?directConnection=true`), `--secret KEY`
 //! (sign the cookie). `tests/demo.rs` reuses [`config`], [`serve`] and [`route`].
 
 use std::io::Cursor;
@@ -12,7 +14,7 @@ use std::thread::{self, JoinHandle};
 
 use server_session::adapter::tiny_http::handle;
 use server_session::codec::Codec;
-use server_session::store::{FileStore, MemoryStore, Store};
+use server_session::store::{self, FileStore, MemoryStore, Store};
 use server_session::{Config, Result, Session, SessionManager};
 use tiny_http::{Header, Method, Request, Response, Server};
 
@@ -64,18 +66,49 @@ fn start(args: &Args) -> Result<(), String> {
     let Some(url) = args.store.as_deref() else {
         return run(file_store("flask_session")?, args);
     };
-    match url.split_once(':').map_or(url, |(scheme, _)| scheme) {
+    let scheme = url.split_once(':').map_or(url, |(scheme, _)| scheme);
+    let failed = |e: server_session::Error| format!("store {url}: {e}");
+    match scheme {
         "memory" => run(MemoryStore::new(), args),
-        "file" => match url
-            .strip_prefix("file://")
-            .filter(|dir| dir.starts_with('/'))
-        {
+        "file" => match url.strip_prefix("file://").filter(|dir| dir.starts_with('/')) {
             Some(dir) => run(file_store(dir)?, args),
             None => Err(format!("{url:?}: expected file:///absolute/directory")),
         },
-        _ => Err(format!(
-            "the store {url:?} is not available in this build yet; use memory: or file:///dir"
-        )),
+        #[cfg(feature = "redis")]
+        "redis" => run(store::RedisStore::open(url).map_err(failed)?, args),
+        #[cfg(feature = "memcached")]
+        "memcache" => run(store::MemcachedStore::open(url).map_err(failed)?, args),
+        #[cfg(feature = "sqlite")]
+        "sqlite" => {
+            let path = url.trim_start_matches("sqlite://");
+            let sqlite = store::SqliteStore::open(path).map_err(failed)?;
+            run(store::CleanupEvery::new(sqlite, 1000, 500).map_err(failed)?, args)
+        }
+        #[cfg(feature = "postgres")]
+        "postgres" | "postgresql" => {
+            let postgres = store::PostgresStore::open(url).map_err(failed)?;
+            run(store::CleanupEvery::new(postgres, 1000, 500).map_err(failed)?, args)
+        }
+        #[cfg(feature = "mongodb")]
+        "mongodb" => run(store::MongoStore::open(url).map_err(failed)?, args),
+        other => Err(match feature_of(other) {
+            Some(feature) => format!(
+                "{url:?} needs the {feature} store: cargo run --example demo --features {feature} -- --store URL"
+            ),
+            None => format!("unknown store {url:?}; use memory:, file:///dir or a server URL"),
+        }),
+    }
+}
+
+/// The cargo feature that provides the store for a URL scheme.
+fn feature_of(scheme: &str) -> Option<&'static str> {
+    match scheme {
+        "redis" => Some("redis"),
+        "memcache" => Some("memcached"),
+        "sqlite" => Some("sqlite"),
+        "postgres" | "postgresql" => Some("postgres"),
+        "mongodb" => Some("mongodb"),
+        _ => None,
     }
 }
 

@@ -43,6 +43,26 @@ pub enum Error {
     InvalidKey(String),
     /// A filesystem operation failed.
     Io(std::io::Error),
+    /// A MongoDB operation failed: server unreachable within the timeouts, a command error, or
+    /// an index that could not be created.
+    #[cfg(feature = "mongodb")]
+    MongoDb(mongodb::error::Error),
+    /// An SQLite operation failed (after retries, for a busy or locked database).
+    #[cfg(feature = "sqlite")]
+    Sqlite(rusqlite::Error),
+    /// A PostgreSQL operation failed (after retries, for a dropped connection).
+    #[cfg(feature = "postgres")]
+    Postgres(postgres::Error),
+    /// No pooled connection could be had within the pool's connection timeout.
+    #[cfg(any(feature = "sqlite", feature = "postgres", feature = "redis"))]
+    Pool(r2d2::Error),
+    /// A Redis command failed: the server was unreachable within the connect timeout, did not
+    /// answer within the read/write timeouts, or replied with an error.
+    #[cfg(feature = "redis")]
+    Redis(redis::RedisError),
+    /// A memcached operation failed: see [`MemcachedError`](crate::store::MemcachedError).
+    #[cfg(feature = "memcached")]
+    Memcached(crate::store::MemcachedError),
 }
 
 /// `Result` with [`Error`].
@@ -64,6 +84,18 @@ impl fmt::Display for Error {
             Error::IdCollision => f.write_str("the store refused every fresh session id"),
             Error::InvalidKey(reason) => write!(f, "invalid store key: {reason}"),
             Error::Io(_) => f.write_str("session file operation failed"),
+            #[cfg(feature = "mongodb")]
+            Error::MongoDb(_) => f.write_str("MongoDB session store operation failed"),
+            #[cfg(feature = "sqlite")]
+            Error::Sqlite(_) => f.write_str("SQLite session store operation failed"),
+            #[cfg(feature = "postgres")]
+            Error::Postgres(_) => f.write_str("PostgreSQL session store operation failed"),
+            #[cfg(any(feature = "sqlite", feature = "postgres", feature = "redis"))]
+            Error::Pool(_) => f.write_str("no session store connection available from the pool"),
+            #[cfg(feature = "redis")]
+            Error::Redis(_) => f.write_str("Redis session store operation failed"),
+            #[cfg(feature = "memcached")]
+            Error::Memcached(_) => f.write_str("memcached session store operation failed"),
         }
     }
 }
@@ -75,6 +107,18 @@ impl std::error::Error for Error {
             Error::Encode(e) | Error::Decode(e) => Some(e.as_ref()),
             Error::ValueType { source, .. } => Some(source.as_ref()),
             Error::Io(e) => Some(e),
+            #[cfg(feature = "mongodb")]
+            Error::MongoDb(e) => Some(e),
+            #[cfg(feature = "sqlite")]
+            Error::Sqlite(e) => Some(e),
+            #[cfg(feature = "postgres")]
+            Error::Postgres(e) => Some(e),
+            #[cfg(any(feature = "sqlite", feature = "postgres", feature = "redis"))]
+            Error::Pool(e) => Some(e),
+            #[cfg(feature = "redis")]
+            Error::Redis(e) => Some(e),
+            #[cfg(feature = "memcached")]
+            Error::Memcached(e) => Some(e),
             Error::Config(_)
             | Error::SessionsDisabled
             | Error::IdCollision
@@ -86,5 +130,40 @@ impl std::error::Error for Error {
 impl From<std::io::Error> for Error {
     fn from(e: std::io::Error) -> Self {
         Error::Io(e)
+    }
+}
+
+#[cfg(feature = "sqlite")]
+impl From<rusqlite::Error> for Error {
+    fn from(e: rusqlite::Error) -> Self {
+        Error::Sqlite(e)
+    }
+}
+
+#[cfg(feature = "postgres")]
+impl From<postgres::Error> for Error {
+    fn from(e: postgres::Error) -> Self {
+        Error::Postgres(e)
+    }
+}
+
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "redis"))]
+impl From<r2d2::Error> for Error {
+    fn from(e: r2d2::Error) -> Self {
+        Error::Pool(e)
+    }
+}
+
+#[cfg(feature = "redis")]
+impl From<redis::RedisError> for Error {
+    fn from(e: redis::RedisError) -> Self {
+        Error::Redis(e)
+    }
+}
+
+#[cfg(feature = "memcached")]
+impl From<crate::store::MemcachedError> for Error {
+    fn from(e: crate::store::MemcachedError) -> Self {
+        Error::Memcached(e)
     }
 }

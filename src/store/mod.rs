@@ -7,18 +7,46 @@ use std::time::SystemTime;
 
 use crate::Result;
 
+mod cleanup;
 mod filesystem;
 mod memory;
+#[cfg(feature = "mongodb")]
+mod mongodb;
 mod null;
 mod sweeper;
+
+#[cfg(feature = "memcached")]
+mod memcached;
+#[cfg(feature = "postgres")]
+mod postgres;
+#[cfg(feature = "redis")]
+mod redis;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod sql;
+#[cfg(feature = "sqlite")]
+mod sqlite;
 
 #[doc(hidden)]
 pub mod conformance;
 
+#[cfg(feature = "mongodb")]
+pub use self::mongodb::{MongoStore, MongoStoreBuilder};
+pub use cleanup::CleanupEvery;
 pub use filesystem::{FileStore, FileStoreBuilder};
 pub use memory::MemoryStore;
 pub use null::NullStore;
 pub use sweeper::Sweeper;
+
+#[cfg(feature = "memcached")]
+pub use self::memcached::{MemcachedError, MemcachedStore, MemcachedStoreBuilder};
+#[cfg(feature = "postgres")]
+pub use self::postgres::{
+    PostgresConnection, PostgresManager, PostgresStore, PostgresStoreBuilder, PostgresTls,
+};
+#[cfg(feature = "redis")]
+pub use self::redis::{RedisStore, RedisStoreBuilder};
+#[cfg(feature = "sqlite")]
+pub use sqlite::{SqliteStore, SqliteStoreBuilder};
 
 /// Where sessions live: bytes in, bytes out, each entry with an absolute expiry.
 ///

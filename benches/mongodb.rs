@@ -1,0 +1,139 @@
+//! One full request cycle through the manager on a MongoStore, next to the raw floor: the same
+//! `find_one` + `update_one` issued directly with the driver, in the same run, plus
+//! the ratio of their medians over interleaved pairs.
+//!
+//! Needs a server: `bash scripts/mongodb.sh`, then (pinned, see the design notes)
+//! `taskset -c 0 cargo bench --features mongodb --bench mongodb`. The server is found through
+//! `SERVER_SESSION_MONGODB_URL` (default `mongodb://127.0.0.1:27017/?directConnection=true`).
+
+use std::hint::black_box;
+use std::time::{Duration, Instant, SystemTime};
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use mongodb::bson::spec::BinarySubtype;
+use mongodb::bson::{doc, Binary, DateTime, Document};
+use mongodb::sync::Collection;
+use server_session::store::MongoStore;
+use server_session::{Config, SessionManager};
+
+const DEFAULT_URL: &str = "mongodb://127.0.0.1:27017/?directConnection=true";
+const LIFETIME: Duration = Duration::from_secs(31 * 86400);
+
+fn store() -> MongoStore {
+    let url = std::env::var("SERVER_SESSION_MONGODB_URL").unwrap_or_else(|_| DEFAULT_URL.into());
+    MongoStore::builder()
+        .url(url)
+        .database("server_session_bench")
+        .collection(format!("bench_{}", std::process::id()))
+        .build()
+        .expect("a MongoDB-wire server (run scripts/mongodb.sh)")
+}
+
+fn signed_manager(store: MongoStore) -> SessionManager<MongoStore> {
+    let config = Config::builder()
+        .use_signer(true)
+        .secret_key("bench-secret-key")
+        .build()
+        .expect("valid config");
+    SessionManager::new(store, config)
+}
+
+/// A stored session with `visits` and a ~200-byte `note`, and the `Cookie` header naming it.
+fn stored_session(manager: &SessionManager<MongoStore>) -> String {
+    let mut session = manager.open(None);
+    session.insert("visits", &0u64).expect("insert");
+    session.insert("note", &"x".repeat(180)).expect("insert");
+    let set_cookie = session.commit().expect("commit");
+    let pair = set_cookie.set_cookie().expect("cookie").split(';').next();
+    pair.expect("pair").to_owned()
+}
+
+fn raw_collection(store: &MongoStore) -> Collection<Document> {
+    let database = store.client().database(store.database());
+    database.collection(store.collection())
+}
+
+fn live(key: &str) -> Document {
+    doc! { "id": key, "expiration": { "$gt": DateTime::now() } }
+}
+
+/// The floor: what the store does for this cycle, issued directly with the driver.
+fn raw_cycle(collection: &Collection<Document>, key: &str) {
+    let found = collection
+        .find_one(live(key))
+        .projection(doc! { "val": 1, "_id": 0 })
+        .run()
+        .expect("find_one")
+        .expect("document");
+    let mut bytes = found.get_binary_generic("val").expect("val").clone();
+    bytes[0] ^= 0; // the codec's work is not part of the floor
+    let expiration = DateTime::from_system_time(SystemTime::now() + LIFETIME);
+    let val = Binary {
+        subtype: BinarySubtype::Generic,
+        bytes,
+    };
+    let update = doc! { "$set": { "val": val, "expiration": expiration } };
+    let result = collection
+        .update_one(live(key), update)
+        .run()
+        .expect("update_one");
+    assert_eq!(result.matched_count, 1);
+}
+
+/// One request through the manager: open with the cookie, read, write, commit.
+fn manager_cycle(manager: &SessionManager<MongoStore>, header: &str) {
+    let mut session = manager.open(Some(black_box(header)));
+    let visits: u64 = session.get("visits").expect("get").unwrap_or(0);
+    session.insert("visits", &(visits + 1)).expect("insert");
+    black_box(session.commit().expect("commit"));
+}
+
+/// Alternates the two cycles `PAIRS` times and prints the ratio of their median times: both
+/// see the same load from other processes, so the ratio holds on a busy machine where
+/// criterion's two back-to-back measurements may not.
+fn print_paired_ratio(mut raw: impl FnMut(), mut full: impl FnMut()) {
+    const PAIRS: usize = 300;
+    let (mut raw_times, mut full_times) = (Vec::new(), Vec::new());
+    for _ in 0..PAIRS {
+        raw_times.push(timed(&mut raw));
+        full_times.push(timed(&mut full));
+    }
+    let (raw, full) = (median(raw_times), median(full_times));
+    println!(
+        "mongodb paired medians over {PAIRS} interleaved pairs: raw floor {raw:?}, \
+         request cycle {full:?}, ratio {:.3}",
+        full.as_secs_f64() / raw.as_secs_f64()
+    );
+}
+
+fn timed(f: &mut impl FnMut()) -> Duration {
+    let start = Instant::now();
+    f();
+    start.elapsed()
+}
+
+fn median(mut times: Vec<Duration>) -> Duration {
+    times.sort();
+    times[times.len() / 2]
+}
+
+fn request_cycle(c: &mut Criterion) {
+    let manager = signed_manager(store());
+    let header = stored_session(&manager);
+    let collection = raw_collection(manager.store());
+    let id = header.split_once('=').expect("pair").1.split('.').next();
+    let key = format!("session:{}", id.expect("id"));
+    let raw = || raw_cycle(&collection, black_box(&key));
+    let full = || manager_cycle(&manager, &header);
+    let mut group = c.benchmark_group("mongodb");
+    group.bench_function("raw floor: find_one + update_one", |b| b.iter(raw));
+    group.bench_function("request cycle: open, get, insert, commit (signed)", |b| {
+        b.iter(full)
+    });
+    group.finish();
+    print_paired_ratio(raw, full);
+    collection.drop().run().expect("drop the bench collection");
+}
+
+criterion_group!(benches, request_cycle);
+criterion_main!(benches);

@@ -1,0 +1,447 @@
+//! The [`RedisStore`](super::RedisStore) and its builder.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use ::redis::io::tcp::TcpSettings;
+use ::redis::{Client, Cmd, Connection, FromRedisValue, RedisError, Value};
+use r2d2::{ManageConnection, Pool};
+
+use super::Store;
+use crate::{Error, Result};
+
+/// Where a store with no URL and no client connects: Flask-Session's development default.
+const DEFAULT_URL: &str = "redis://127.0.0.1:6379";
+
+/// Configures and builds a [`RedisStore`] with its own connection pool.
+///
+/// Every setting has a default suited to a thread-per-request server next to a Redis on the
+/// local network; no setting is ever unlimited, so a dead server costs a request at most the
+/// checkout timeout (no connection) or the read/write timeout (a connection that stops
+/// answering).
+///
+/// ```
+/// use std::time::Duration;
+/// use server_session::store::RedisStore;
+///
+/// let store = RedisStore::builder()
+///     .url("redis://127.0.0.1:6379/0")
+///     .read_timeout(Duration::from_millis(500))
+///     .pool_size(32)
+///     .build()?; // no I/O yet: connections are opened in the background
+/// # Ok::<(), server_session::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct RedisStoreBuilder {
+    target: Target,
+    connect_timeout: Duration,
+    read_timeout: Duration,
+    write_timeout: Duration,
+    pool_size: u32,
+    checkout_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+enum Target {
+    Default,
+    Url(String),
+    Client(Client),
+}
+
+impl Default for RedisStoreBuilder {
+    fn default() -> Self {
+        Self {
+            target: Target::Default,
+            connect_timeout: Duration::from_secs(1),
+            read_timeout: Duration::from_secs(2),
+            write_timeout: Duration::from_secs(2),
+            pool_size: 16,
+            checkout_timeout: Duration::from_secs(1),
+        }
+    }
+}
+
+impl RedisStoreBuilder {
+    /// The server to connect to, as a `redis://[user:password@]host[:port][/db]` URL
+    /// (`rediss://` for TLS needs one of the `redis` crate's TLS features; `redis+unix:///path`
+    /// for a Unix socket). Default: `redis://127.0.0.1:6379`, with a `log` info line saying so.
+    ///
+    /// ```
+    /// let builder = server_session::store::RedisStore::builder().url("redis://cache.internal:6379/2");
+    /// ```
+    pub fn url(mut self, url: impl Into<String>) -> Self {
+        self.target = Target::Url(url.into());
+        self
+    }
+
+    /// The server to connect to, as an already configured [`redis::Client`] (replaces
+    /// [`url`](Self::url)). The pool still sets the timeouts below and `TCP_NODELAY` on each
+    /// connection it opens.
+    ///
+    /// ```
+    /// let client = redis::Client::open("redis://127.0.0.1:6379/1").unwrap();
+    /// let builder = server_session::store::RedisStore::builder().client(client);
+    /// ```
+    pub fn client(mut self, client: Client) -> Self {
+        self.target = Target::Client(client);
+        self
+    }
+
+    /// How long opening a connection (TCP connect plus the handshake: `AUTH`, `SELECT`) may
+    /// take. Default: 1 second.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// let builder = server_session::store::RedisStore::builder().connect_timeout(Duration::from_millis(250));
+    /// ```
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// How long a command may wait for its reply before failing with a timeout. Default: 2
+    /// seconds. A connection that timed out is discarded, never reused.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// let builder = server_session::store::RedisStore::builder().read_timeout(Duration::from_secs(1));
+    /// ```
+    pub fn read_timeout(mut self, timeout: Duration) -> Self {
+        self.read_timeout = timeout;
+        self
+    }
+
+    /// How long sending a command may block. Default: 2 seconds.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// let builder = server_session::store::RedisStore::builder().write_timeout(Duration::from_secs(1));
+    /// ```
+    pub fn write_timeout(mut self, timeout: Duration) -> Self {
+        self.write_timeout = timeout;
+        self
+    }
+
+    /// The most connections the pool holds (it keeps them all open once made). Default: 16,
+    /// which serves 16 requests touching the store at the same instant; size it to the number
+    /// of worker threads of your server.
+    ///
+    /// ```
+    /// let builder = server_session::store::RedisStore::builder().pool_size(8);
+    /// ```
+    pub fn pool_size(mut self, size: u32) -> Self {
+        self.pool_size = size;
+        self
+    }
+
+    /// How long a store operation waits for a pooled connection (all busy, or the server
+    /// unreachable) before failing with [`Error::Pool`]. Default: 1 second.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// let builder = server_session::store::RedisStore::builder().checkout_timeout(Duration::from_millis(500));
+    /// ```
+    pub fn checkout_timeout(mut self, timeout: Duration) -> Self {
+        self.checkout_timeout = timeout;
+        self
+    }
+
+    /// Validates the settings and starts the pool, which opens its connections in the
+    /// background: a server that is down is reported by the first store operation, not here.
+    ///
+    /// Errors: [`Error::Config`] for a zero timeout or pool size; [`Error::Redis`] for a URL
+    /// the `redis` crate does not accept.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use server_session::{store::RedisStore, Error};
+    ///
+    /// let err = RedisStore::builder().read_timeout(Duration::ZERO).build().unwrap_err();
+    /// assert!(matches!(err, Error::Config(_)));
+    /// let err = RedisStore::builder().url("http://example.com").build().unwrap_err();
+    /// assert!(matches!(err, Error::Redis(_)));
+    /// ```
+    pub fn build(self) -> Result<RedisStore> {
+        self.validate()?;
+        let client = match self.target {
+            Target::Default => {
+                log::info!("no Redis URL or client given: connecting to {DEFAULT_URL}");
+                Client::open(DEFAULT_URL)?
+            }
+            Target::Url(ref url) => Client::open(url.as_str())?,
+            Target::Client(ref client) => client.clone(),
+        };
+        let connector = Connector {
+            client: with_nodelay(&client)?,
+            connect_timeout: self.connect_timeout,
+            read_timeout: self.read_timeout,
+            write_timeout: self.write_timeout,
+        };
+        let pool = Pool::builder()
+            .max_size(self.pool_size)
+            .connection_timeout(self.checkout_timeout)
+            .test_on_check_out(false)
+            .build_unchecked(connector);
+        Ok(RedisStore {
+            pool: Pools::Own(pool),
+        })
+    }
+
+    fn validate(&self) -> Result<()> {
+        let timeouts = [
+            ("connect_timeout", self.connect_timeout),
+            ("read_timeout", self.read_timeout),
+            ("write_timeout", self.write_timeout),
+            ("checkout_timeout", self.checkout_timeout),
+        ];
+        if let Some((name, _)) = timeouts.iter().find(|(_, t)| t.is_zero()) {
+            return Err(Error::Config(format!(
+                "RedisStore {name} must be above zero"
+            )));
+        }
+        if self.pool_size == 0 {
+            return Err(Error::Config(
+                "RedisStore pool_size must be at least 1".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The client with `TCP_NODELAY` added to its own TCP settings.
+fn with_nodelay(client: &Client) -> Result<Client> {
+    let info = client.get_connection_info().clone();
+    let settings: TcpSettings = info.tcp_settings().clone().set_nodelay(true);
+    Ok(Client::open(info.set_tcp_settings(settings))?)
+}
+
+/// Sessions in Redis through a pool of connections, like Flask-Session's `redis` backend.
+///
+/// Each session is one string key, `prefix + id`, holding exactly the codec's bytes, with a
+/// native Redis expiry; a Flask-Session 0.8 app on the same server reads and writes the same
+/// entries. Every store operation is one command and one round trip:
+///
+/// | operation        | command                     |
+/// |------------------|-----------------------------|
+/// | `load`           | `GET key`                   |
+/// | `create`         | `SET key value NX PXAT ms`  |
+/// | `save`           | `SET key value XX PXAT ms`  |
+/// | `touch`          | `PEXPIREAT key ms`          |
+/// | `delete`         | `DEL key`                   |
+/// | `load_and_touch` | `GETEX key PXAT ms`         |
+///
+/// An expiry already in the past is sent as it is (at least 1 ms after the Unix epoch): Redis
+/// then treats the key as expired, so the contract holds without an extra round trip.
+/// `GETEX` and `PXAT` need Redis 6.2 or later.
+///
+/// Cloning is cheap and shares the pool.
+///
+/// ```no_run
+/// use server_session::{store::RedisStore, Config, SessionManager};
+///
+/// let store = RedisStore::open("redis://127.0.0.1:6379/0")?;
+/// let manager = SessionManager::new(store, Config::default());
+/// # Ok::<(), server_session::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct RedisStore {
+    pool: Pools,
+}
+
+#[derive(Debug, Clone)]
+enum Pools {
+    Own(Pool<Connector>),
+    Shared(Pool<Client>),
+}
+
+impl RedisStore {
+    /// A builder with every setting at its default.
+    ///
+    /// ```
+    /// let builder = server_session::store::RedisStore::builder();
+    /// ```
+    pub fn builder() -> RedisStoreBuilder {
+        RedisStoreBuilder::default()
+    }
+
+    /// A store on the server at `url`, with the default pool and timeouts.
+    ///
+    /// ```no_run
+    /// let store = server_session::store::RedisStore::open("redis://127.0.0.1:6379/0")?;
+    /// # Ok::<(), server_session::Error>(())
+    /// ```
+    pub fn open(url: &str) -> Result<Self> {
+        Self::builder().url(url).build()
+    }
+
+    /// A store on `redis://127.0.0.1:6379` (Flask-Session's development default), with a
+    /// `log` info line saying so.
+    ///
+    /// ```no_run
+    /// let store = server_session::store::RedisStore::default_local()?;
+    /// # Ok::<(), server_session::Error>(())
+    /// ```
+    pub fn default_local() -> Result<Self> {
+        Self::builder().build()
+    }
+
+    /// A store on the server `client` connects to, with the default pool and timeouts.
+    ///
+    /// ```no_run
+    /// let client = redis::Client::open("redis://127.0.0.1:6379/0").unwrap();
+    /// let store = server_session::store::RedisStore::from_client(client)?;
+    /// # Ok::<(), server_session::Error>(())
+    /// ```
+    pub fn from_client(client: Client) -> Result<Self> {
+        Self::builder().client(client).build()
+    }
+
+    /// A store sharing an existing pool, for example the one the application's cache uses
+    /// (Flask-Session's `SESSION_REDIS`).
+    ///
+    /// The pool's own settings apply. Build it with `test_on_check_out(false)`: r2d2's default
+    /// sends a `PING` before every checkout, an extra round trip that doubles the cost of each
+    /// store operation. Such a pool opens connections with `redis::Client`'s defaults, which
+    /// have no read or write timeout: set `connection_timeout` on the pool, and prefer
+    /// [`builder`](Self::builder) when a stalled server must not stall requests.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// let client = redis::Client::open("redis://127.0.0.1:6379/0").unwrap();
+    /// let pool = r2d2::Pool::builder()
+    ///     .max_size(16)
+    ///     .test_on_check_out(false)
+    ///     .connection_timeout(Duration::from_secs(1))
+    ///     .build(client)
+    ///     .unwrap();
+    /// let store = server_session::store::RedisStore::from_pool(pool);
+    /// ```
+    pub fn from_pool(pool: Pool<Client>) -> Self {
+        Self {
+            pool: Pools::Shared(pool),
+        }
+    }
+
+    /// Runs one command on a pooled connection and converts its reply.
+    ///
+    /// On our own pool, a connection whose command failed for any reason other than an error
+    /// reply from the server (timeout, reset, unparsable reply) is marked broken, so the pool
+    /// discards it instead of handing out a connection with a reply still in flight.
+    fn query<T: FromRedisValue>(&self, cmd: &Cmd) -> Result<T> {
+        match &self.pool {
+            Pools::Own(pool) => {
+                let mut conn = pool.get()?;
+                let result = cmd.query(&mut conn.connection);
+                if let Err(e) = &result {
+                    conn.broken |= !is_server_reply(e);
+                }
+                Ok(result?)
+            }
+            Pools::Shared(pool) => Ok(cmd.query(&mut *pool.get()?)?),
+        }
+    }
+}
+
+/// Whether the error is an error reply the server sent, after which the connection is fine.
+fn is_server_reply(e: &RedisError) -> bool {
+    matches!(
+        e.kind(),
+        ::redis::ErrorKind::Server(_) | ::redis::ErrorKind::Extension
+    )
+}
+
+/// Milliseconds since the Unix epoch for `PXAT`/`PEXPIREAT`; at least 1, since Redis rejects 0
+/// and negative times but treats any time in the past as "already expired".
+fn unix_ms(t: SystemTime) -> u64 {
+    let ms = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis());
+    u64::try_from(ms).unwrap_or(u64::MAX).max(1)
+}
+
+/// `SET key value <condition> PXAT ms`: true when the server stored the value (`OK`), false
+/// when the condition failed (nil).
+fn set_cmd(key: &str, value: &[u8], condition: &str, expires: SystemTime) -> Cmd {
+    let mut cmd = ::redis::cmd("SET");
+    cmd.arg(key)
+        .arg(value)
+        .arg(condition)
+        .arg("PXAT")
+        .arg(unix_ms(expires));
+    cmd
+}
+
+fn is_ok(reply: &Value) -> bool {
+    matches!(reply, Value::Okay)
+}
+
+impl Store for RedisStore {
+    fn load(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        self.query(::redis::cmd("GET").arg(key))
+    }
+
+    fn create(&self, key: &str, value: &[u8], expires: SystemTime) -> Result<bool> {
+        let reply: Value = self.query(&set_cmd(key, value, "NX", expires))?;
+        Ok(is_ok(&reply))
+    }
+
+    fn save(&self, key: &str, value: &[u8], expires: SystemTime) -> Result<bool> {
+        let reply: Value = self.query(&set_cmd(key, value, "XX", expires))?;
+        Ok(is_ok(&reply))
+    }
+
+    fn touch(&self, key: &str, expires: SystemTime) -> Result<bool> {
+        let changed: i64 = self.query(::redis::cmd("PEXPIREAT").arg(key).arg(unix_ms(expires)))?;
+        Ok(changed == 1)
+    }
+
+    fn delete(&self, key: &str) -> Result<()> {
+        let _removed: i64 = self.query(::redis::cmd("DEL").arg(key))?;
+        Ok(())
+    }
+
+    fn load_and_touch(&self, key: &str, expires: SystemTime) -> Result<Option<Vec<u8>>> {
+        let mut cmd = ::redis::cmd("GETEX");
+        cmd.arg(key).arg("PXAT").arg(unix_ms(expires));
+        self.query(&cmd)
+    }
+}
+
+/// The r2d2 manager of our own pool: opens connections with the connect timeout, then sets
+/// the read and write timeouts the `redis` crate leaves unset.
+#[derive(Debug)]
+struct Connector {
+    client: Client,
+    connect_timeout: Duration,
+    read_timeout: Duration,
+    write_timeout: Duration,
+}
+
+/// A pooled connection, and whether a failed command left it unfit for reuse.
+struct TimedConnection {
+    connection: Connection,
+    broken: bool,
+}
+
+impl ManageConnection for Connector {
+    type Connection = TimedConnection;
+    type Error = RedisError;
+
+    fn connect(&self) -> Result<TimedConnection, RedisError> {
+        let connection = self
+            .client
+            .get_connection_with_timeout(self.connect_timeout)?;
+        connection.set_read_timeout(Some(self.read_timeout))?;
+        connection.set_write_timeout(Some(self.write_timeout))?;
+        Ok(TimedConnection {
+            connection,
+            broken: false,
+        })
+    }
+
+    /// Only called if someone turns `test_on_check_out` back on; our pool never does.
+    fn is_valid(&self, conn: &mut TimedConnection) -> Result<(), RedisError> {
+        ::redis::cmd("PING").query::<()>(&mut conn.connection)
+    }
+
+    fn has_broken(&self, conn: &mut TimedConnection) -> bool {
+        conn.broken || !::redis::ConnectionLike::is_open(&conn.connection)
+    }
+}

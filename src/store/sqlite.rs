@@ -1,0 +1,449 @@
+//! Sessions in an SQLite database, in Flask-Session's SQLAlchemy table (feature `sqlite`).
+//!
+//! The table is the one Flask-Session 0.8 creates, so a Flask app using `SESSION_TYPE =
+//! "sqlalchemy"` on the same database file shares the sessions:
+//!
+//! ```sql
+//! CREATE TABLE "sessions" (
+//!     id INTEGER NOT NULL,
+//!     session_id VARCHAR(255),
+//!     data BLOB,
+//!     expiry DATETIME,
+//!     PRIMARY KEY (id),
+//!     UNIQUE (session_id)
+//! );
+//! CREATE INDEX "sessions_expiry_idx" ON "sessions" (expiry);
+//! ```
+//!
+//! `expiry` holds naive UTC as text, `YYYY-MM-DD HH:MM:SS.ffffff`, exactly as SQLAlchemy writes
+//! it; text in that format sorts like time, so every expiry check compares text. A row whose
+//! `expiry` is NULL is expired.
+
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+use r2d2::{ManageConnection, Pool};
+use r2d2_sqlite::SqliteConnectionManager;
+use rusqlite::{params, Connection, ErrorCode, OptionalExtension, TransactionBehavior};
+
+use super::sql::{self, Statements};
+use super::{Store, Sweep};
+use crate::{Error, Result};
+
+/// Where the builder gets its connections.
+#[derive(Debug)]
+enum Source {
+    Unset,
+    Path(PathBuf),
+    Pool(Pool<SqliteConnectionManager>),
+}
+
+/// Configures and opens a [`SqliteStore`]; every setting is documented with its default.
+///
+/// ```
+/// use std::time::Duration;
+/// use server_session::store::SqliteStore;
+///
+/// let dir = tempfile::tempdir()?;
+/// let store = SqliteStore::builder()
+///     .path(dir.path().join("sessions.db"))
+///     .table("web_sessions")
+///     .busy_timeout(Duration::from_secs(2))
+///     .max_connections(4)
+///     .build()?;
+/// assert_eq!(store.table(), "web_sessions");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug)]
+pub struct SqliteStoreBuilder {
+    source: Source,
+    table: String,
+    create_table: bool,
+    expiry_index: bool,
+    busy_timeout: Duration,
+    max_connections: u32,
+}
+
+impl Default for SqliteStoreBuilder {
+    fn default() -> Self {
+        Self {
+            source: Source::Unset,
+            table: "sessions".into(),
+            create_table: true,
+            expiry_index: true,
+            busy_timeout: Duration::from_secs(5),
+            max_connections: 10,
+        }
+    }
+}
+
+impl SqliteStoreBuilder {
+    /// The database file, created if missing (its directory must exist). No default: set this
+    /// or [`pool`](Self::pool). Each connection the store opens uses WAL journaling,
+    /// `synchronous = NORMAL` and the [busy timeout](Self::busy_timeout). An in-memory
+    /// database (`:memory:`) does not work: each pooled connection would get its own.
+    ///
+    /// ```
+    /// let builder = server_session::store::SqliteStore::builder().path("/var/lib/app/sessions.db");
+    /// ```
+    pub fn path(mut self, path: impl Into<PathBuf>) -> Self {
+        self.source = Source::Path(path.into());
+        self
+    }
+
+    /// Use an existing pool instead of opening a file. Its connections are used as they are:
+    /// set WAL and a busy timeout in the manager's `with_init` for the same performance.
+    /// [`busy_timeout`](Self::busy_timeout) and [`max_connections`](Self::max_connections) do
+    /// not apply.
+    ///
+    /// ```
+    /// use server_session::store::SqliteStore;
+    /// let dir = tempfile::tempdir()?;
+    /// let manager = r2d2_sqlite::SqliteConnectionManager::file(dir.path().join("app.db"));
+    /// let pool = r2d2::Pool::new(manager)?;
+    /// let store = SqliteStore::builder().pool(pool.clone()).build()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn pool(mut self, pool: Pool<SqliteConnectionManager>) -> Self {
+        self.source = Source::Pool(pool);
+        self
+    }
+
+    /// The table name (`SESSION_SQLALCHEMY_TABLE`). Default: `sessions`. Must match
+    /// `[A-Za-z_][A-Za-z0-9_]{0,62}`; it is quoted in every statement.
+    ///
+    /// ```
+    /// let builder = server_session::store::SqliteStore::builder().table("flask_sessions");
+    /// ```
+    pub fn table(mut self, table: impl Into<String>) -> Self {
+        self.table = table.into();
+        self
+    }
+
+    /// Whether [`build`](Self::build) creates the table (and its expiry index) when it is
+    /// missing. Default: `true`. An existing table is never altered.
+    ///
+    /// ```
+    /// let builder = server_session::store::SqliteStore::builder().create_table(false);
+    /// ```
+    pub fn create_table(mut self, create: bool) -> Self {
+        self.create_table = create;
+        self
+    }
+
+    /// Whether a table created by [`build`](Self::build) gets an index on `expiry`, so a
+    /// sweep finds expired rows without scanning the table. Default: `true`.
+    ///
+    /// The index costs writes: every request that refreshes a session moves its index entry
+    /// (in SQLite's WAL, one more page per commit). Turn it off when sweeps are rare and the
+    /// table is small; Flask-Session's own table has no such index.
+    ///
+    /// ```
+    /// let builder = server_session::store::SqliteStore::builder().expiry_index(false);
+    /// ```
+    pub fn expiry_index(mut self, index: bool) -> Self {
+        self.expiry_index = index;
+        self
+    }
+
+    /// How long a statement waits for another writer's lock before failing with
+    /// `SQLITE_BUSY` (then retried a few times with backoff). Default: 5 seconds.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let builder = server_session::store::SqliteStore::builder().busy_timeout(Duration::from_secs(1));
+    /// ```
+    pub fn busy_timeout(mut self, timeout: Duration) -> Self {
+        self.busy_timeout = timeout;
+        self
+    }
+
+    /// The most connections the store's pool opens. Default: 10.
+    ///
+    /// ```
+    /// let builder = server_session::store::SqliteStore::builder().max_connections(4);
+    /// ```
+    pub fn max_connections(mut self, max: u32) -> Self {
+        self.max_connections = max;
+        self
+    }
+
+    /// Validates the settings, opens the database, creates the table if missing and allowed,
+    /// and prepares every statement once (which checks the table's columns).
+    ///
+    /// Errors: [`Error::Config`] for an invalid table name, no path or pool, zero connections,
+    /// or a missing table with [`create_table(false)`](Self::create_table);
+    /// [`Error::Sqlite`] when the database cannot be opened or the table lacks a column;
+    /// [`Error::Pool`] when a given pool has no connection to offer.
+    ///
+    /// ```
+    /// use server_session::{store::SqliteStore, Error};
+    /// let err = SqliteStore::builder().path("x.db").table("x; DROP TABLE y").build().unwrap_err();
+    /// assert!(matches!(err, Error::Config(_)));
+    /// ```
+    pub fn build(self) -> Result<SqliteStore> {
+        sql::validate_identifier("table", &self.table)?;
+        let (busy_timeout, max) = (self.busy_timeout, self.max_connections);
+        let pool = match self.source {
+            Source::Unset => {
+                return Err(Error::Config(
+                    "the SQLite store needs a database path or a pool".into(),
+                ))
+            }
+            Source::Pool(pool) => pool,
+            Source::Path(path) => open_pool(path, busy_timeout, max)?,
+        };
+        let statements = Statements::new(&sql::quote(&self.table), None, |n| format!("?{n}"));
+        let mut conn = pool.get()?;
+        sql::retry(is_transient, || {
+            ensure_table(
+                &mut conn,
+                &self.table,
+                self.create_table.then_some(self.expiry_index),
+            )?;
+            prepare_all(&conn, &statements)
+        })?;
+        Ok(SqliteStore {
+            pool,
+            table: self.table,
+            statements,
+        })
+    }
+}
+
+/// Opens the first connection directly (so a bad path is a typed error), then the pool.
+fn open_pool(path: PathBuf, busy: Duration, max: u32) -> Result<Pool<SqliteConnectionManager>> {
+    if max == 0 {
+        return Err(Error::Config(
+            "the SQLite store needs at least one connection".into(),
+        ));
+    }
+    let manager = SqliteConnectionManager::file(path).with_init(move |conn| configure(conn, busy));
+    drop(manager.connect()?);
+    Ok(Pool::builder()
+        .max_size(max)
+        .min_idle(Some(1))
+        .test_on_check_out(false)
+        .build_unchecked(manager))
+}
+
+/// Per-connection settings: WAL journaling, `synchronous = NORMAL`, the busy timeout.
+fn configure(conn: &mut Connection, busy_timeout: Duration) -> rusqlite::Result<()> {
+    conn.busy_timeout(busy_timeout)?;
+    conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get::<_, String>(0))?;
+    conn.pragma_update(None, "synchronous", "NORMAL")
+}
+
+fn table_exists(conn: &Connection, table: &str) -> rusqlite::Result<bool> {
+    conn.prepare_cached(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1 COLLATE NOCASE",
+    )?
+    .exists(params![table])
+}
+
+/// Creates the table (and its expiry index when `create` is `Some(true)`), in one
+/// transaction, unless the table exists; `create` is `None` when creating is off.
+fn ensure_table(conn: &mut Connection, table: &str, create: Option<bool>) -> Result<()> {
+    if table_exists(conn, table)? {
+        return Ok(());
+    }
+    let Some(index) = create else {
+        return Err(Error::Config(format!(
+            "the session table {table:?} does not exist and create_table is off"
+        )));
+    };
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    if !table_exists(&tx, table)? {
+        tx.execute_batch(&create_table_sql(table, index))?;
+    }
+    Ok(tx.commit()?)
+}
+
+/// SQLAlchemy's DDL for Flask-Session's model on SQLite, plus the expiry index if wanted.
+fn create_table_sql(table: &str, index: bool) -> String {
+    let name = sql::quote(table);
+    let mut ddl = format!(
+        "CREATE TABLE {name} (\n\tid INTEGER NOT NULL, \n\tsession_id VARCHAR(255), \
+         \n\tdata BLOB, \n\texpiry DATETIME, \n\tPRIMARY KEY (id), \n\tUNIQUE (session_id)\n);"
+    );
+    if index {
+        let index = sql::quote(&sql::expiry_index_name(table));
+        ddl.push_str(&format!("\nCREATE INDEX {index} ON {name} (expiry);"));
+    }
+    ddl
+}
+
+fn prepare_all(conn: &Connection, s: &Statements) -> Result<()> {
+    for statement in [
+        &s.load,
+        &s.create,
+        &s.save,
+        &s.touch,
+        &s.load_and_touch,
+        &s.delete,
+        &s.sweep,
+    ] {
+        conn.prepare_cached(statement)?;
+    }
+    Ok(())
+}
+
+/// `SQLITE_BUSY` and `SQLITE_LOCKED`: another connection holds a lock; worth a retry.
+fn is_transient(error: &Error) -> bool {
+    matches!(
+        error,
+        Error::Sqlite(rusqlite::Error::SqliteFailure(e, _))
+            if matches!(e.code, ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
+    )
+}
+
+/// Sessions in an SQLite database file, in Flask-Session's `sessions` table.
+///
+/// Statements are prepared once per pooled connection and cached; every value is bound.
+/// Expired rows are never returned; remove them with [`Sweep::sweep`], from a
+/// [`Sweeper`](super::Sweeper) or a [`CleanupEvery`](super::CleanupEvery) wrapper.
+///
+/// ```
+/// use std::time::{Duration, SystemTime};
+/// use server_session::store::{SqliteStore, Store};
+///
+/// let dir = tempfile::tempdir()?;
+/// let store = SqliteStore::open(dir.path().join("sessions.db"))?;
+/// let expires = SystemTime::now() + Duration::from_secs(60);
+/// assert!(store.create("session:a", b"data", expires)?);
+/// assert_eq!(store.load("session:a")?, Some(b"data".to_vec()));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug)]
+pub struct SqliteStore {
+    pool: Pool<SqliteConnectionManager>,
+    table: String,
+    statements: Statements,
+}
+
+impl SqliteStore {
+    /// A store on the database file at `path` with every other setting at its default.
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir()?;
+    /// let store = server_session::store::SqliteStore::open(dir.path().join("s.db"))?;
+    /// assert_eq!(store.table(), "sessions");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn open(path: impl Into<PathBuf>) -> Result<Self> {
+        Self::builder().path(path).build()
+    }
+
+    /// A builder with the defaults (table `sessions`, created if missing).
+    ///
+    /// ```
+    /// let builder = server_session::store::SqliteStore::builder();
+    /// ```
+    pub fn builder() -> SqliteStoreBuilder {
+        SqliteStoreBuilder::default()
+    }
+
+    /// The session table's name.
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir()?;
+    /// let store = server_session::store::SqliteStore::open(dir.path().join("s.db"))?;
+    /// assert_eq!(store.table(), "sessions");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    /// The connection pool, for running other statements on the same database.
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir()?;
+    /// let store = server_session::store::SqliteStore::open(dir.path().join("s.db"))?;
+    /// let rows: i64 = store.pool().get()?.query_row("SELECT count(*) FROM sessions", [], |r| r.get(0))?;
+    /// assert_eq!(rows, 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn pool(&self) -> &Pool<SqliteConnectionManager> {
+        &self.pool
+    }
+
+    /// Runs `op` on a pooled connection, retrying busy and locked errors with backoff.
+    fn run<T>(&self, op: impl Fn(&Connection) -> rusqlite::Result<T>) -> Result<T> {
+        sql::retry(is_transient, || {
+            let conn = self.pool.get()?;
+            Ok(op(&conn)?)
+        })
+    }
+
+    /// Executes `statement` with `params`; whether exactly one row changed.
+    fn changed_one(&self, statement: &str, params: impl rusqlite::Params + Copy) -> Result<bool> {
+        self.run(|conn| conn.prepare_cached(statement)?.execute(params))
+            .map(|rows| rows == 1)
+    }
+
+    /// The `data` of the row `statement` returns, if any (a NULL `data` reads as none).
+    fn data_row(
+        &self,
+        statement: &str,
+        params: impl rusqlite::Params + Copy,
+    ) -> Result<Option<Vec<u8>>> {
+        self.run(|conn| {
+            let mut statement = conn.prepare_cached(statement)?;
+            statement
+                .query_row(params, |row| row.get::<_, Option<Vec<u8>>>(0))
+                .optional()
+        })
+        .map(Option::flatten)
+    }
+}
+
+fn now() -> String {
+    sql::naive_utc_text(SystemTime::now())
+}
+
+impl Store for SqliteStore {
+    fn load(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        self.data_row(&self.statements.load, params![key, now()])
+    }
+
+    fn create(&self, key: &str, value: &[u8], expires: SystemTime) -> Result<bool> {
+        sql::check_key(key)?;
+        let expiry = sql::naive_utc_text(expires);
+        self.changed_one(&self.statements.create, params![key, value, expiry, now()])
+    }
+
+    fn save(&self, key: &str, value: &[u8], expires: SystemTime) -> Result<bool> {
+        let expiry = sql::naive_utc_text(expires);
+        self.changed_one(&self.statements.save, params![key, value, expiry, now()])
+    }
+
+    fn touch(&self, key: &str, expires: SystemTime) -> Result<bool> {
+        let expiry = sql::naive_utc_text(expires);
+        self.changed_one(&self.statements.touch, params![key, expiry, now()])
+    }
+
+    fn delete(&self, key: &str) -> Result<()> {
+        self.changed_one(&self.statements.delete, params![key])
+            .map(drop)
+    }
+
+    fn load_and_touch(&self, key: &str, expires: SystemTime) -> Result<Option<Vec<u8>>> {
+        let expiry = sql::naive_utc_text(expires);
+        self.data_row(&self.statements.load_and_touch, params![key, expiry, now()])
+    }
+}
+
+impl Sweep for SqliteStore {
+    /// Deletes up to `limit` rows whose expiry has passed or is NULL, in one statement.
+    fn sweep(&self, limit: usize) -> Result<usize> {
+        if limit == 0 {
+            return Ok(0);
+        }
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.run(|conn| {
+            conn.prepare_cached(&self.statements.sweep)?
+                .execute(params![now(), limit])
+        })
+    }
+}

@@ -1,0 +1,371 @@
+//! The conformance suite and MemcachedStore-specific behaviour, against the real server named by
+//! `SERVER_SESSION_MEMCACHED_URL` (e.g. `memcache://127.0.0.1:11211`, started with `-I 2m` so
+//! the suite's 1 MiB payload fits in an item).
+//!
+//! Every test uses its own random key prefix. Without the variable the server tests are
+//! skipped, or fail under `SERVER_SESSION_REQUIRE_SERVICES=1`; the tests that need no server
+//! (key and size checks, unreachable servers) always run.
+#![cfg(feature = "memcached")]
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use server_session::store::conformance::{service_unavailable, unique_prefix};
+use server_session::store::{MemcachedError, MemcachedStore, Store};
+use server_session::{conformance_tests, Config, Error, SessionManager};
+
+const URL_ENV: &str = "SERVER_SESSION_MEMCACHED_URL";
+
+fn url() -> Option<String> {
+    std::env::var(URL_ENV).ok().filter(|u| !u.is_empty())
+}
+
+fn memcached_store() -> Option<MemcachedStore> {
+    Some(MemcachedStore::open(&url()?).expect("a valid SERVER_SESSION_MEMCACHED_URL"))
+}
+
+conformance_tests!(memcached_store());
+
+/// A raw text-protocol connection to the test server, to look at what the store wrote.
+struct Raw(BufReader<TcpStream>);
+
+impl Raw {
+    fn connect() -> Option<Raw> {
+        let store = memcached_store()?;
+        let addr = store.servers().next()?.to_owned();
+        Some(Raw(BufReader::new(TcpStream::connect(addr).ok()?)))
+    }
+
+    /// Sends `command` and returns its reply lines (without `\r\n`): a data block's line
+    /// follows a `VALUE` or `VA` line, and a `VALUE` reply ends with `END`.
+    fn lines(&mut self, command: &str) -> Vec<Vec<u8>> {
+        self.0.get_mut().write_all(command.as_bytes()).unwrap();
+        let mut lines = vec![self.line()];
+        let follow = match &lines[0] {
+            l if l.starts_with(b"VALUE ") => 2,
+            l if l.starts_with(b"VA ") => 1,
+            _ => 0,
+        };
+        lines.extend((0..follow).map(|_| self.line()));
+        lines
+    }
+
+    fn line(&mut self) -> Vec<u8> {
+        let mut line = Vec::new();
+        self.0.read_until(b'\n', &mut line).unwrap();
+        line.truncate(line.len().saturating_sub(2));
+        line
+    }
+
+    /// The first reply line, as text.
+    fn first(&mut self, command: &str) -> String {
+        String::from_utf8_lossy(&self.lines(command)[0]).into_owned()
+    }
+}
+
+fn with_server(test: &str, body: impl FnOnce(MemcachedStore, Raw, String)) {
+    match (memcached_store(), Raw::connect()) {
+        (Some(store), Some(raw)) => body(store, raw, unique_prefix(test)),
+        _ => service_unavailable(test),
+    }
+}
+
+fn in_secs(secs: u64) -> SystemTime {
+    SystemTime::now() + Duration::from_secs(secs)
+}
+
+fn unix(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).unwrap().as_secs()
+}
+
+/// Key, flags 0 and value exactly as given, and the expiry where memcached's rule puts it:
+/// relative up to 30 days, absolute above (a relative 31 days would be read as 1970 and the
+/// item would be gone at once).
+#[test]
+fn stores_exact_item_and_follows_the_30_day_rule() {
+    with_server("30_day_rule", |store, mut raw, prefix| {
+        for days in [1, 29, 30, 31, 365] {
+            let key = format!("{prefix}days{days}");
+            let expires = in_secs(days * 86400);
+            assert!(store.create(&key, b"\x81\xa1k\x01", expires).unwrap());
+            let line = raw.first(&format!("mg {key} v f t\r\n"));
+            assert!(line.starts_with("VA 4 f0 t"), "{days} days: {line:?}");
+            let ttl: u64 = line.rsplit(" t").next().unwrap().parse().unwrap();
+            let expected = unix(expires) - unix(SystemTime::now());
+            assert!(
+                ttl.abs_diff(expected) <= 2,
+                "{days} days: ttl {ttl}, expected {expected}"
+            );
+            assert_eq!(
+                store.load(&key).unwrap().as_deref(),
+                Some(&b"\x81\xa1k\x01"[..])
+            );
+        }
+    });
+}
+
+/// An item written the way Flask-Session writes it (`set key 0 exptime bytes`) is read, saved,
+/// touched and fetched-and-touched like our own.
+#[test]
+fn reads_items_written_by_flask_session() {
+    with_server("flask_items", |store, mut raw, prefix| {
+        let key = format!("{prefix}session:py");
+        let exptime = unix(in_secs(31 * 86400));
+        let line = raw.first(&format!("set {key} 0 {exptime} 3\r\nabc\r\n"));
+        assert_eq!(line, "STORED");
+        assert_eq!(store.load(&key).unwrap().as_deref(), Some(&b"abc"[..]));
+        assert_eq!(
+            store.load_and_touch(&key, in_secs(60)).unwrap().as_deref(),
+            Some(&b"abc"[..])
+        );
+        assert!(store.save(&key, b"new", in_secs(60)).unwrap());
+        assert_eq!(
+            raw.lines(&format!("get {key}\r\n")),
+            [
+                format!("VALUE {key} 0 3").into_bytes(),
+                b"new".to_vec(),
+                b"END".to_vec()
+            ]
+        );
+    });
+}
+
+/// A whole request cycle through the manager: MessagePack `{_permanent: true, visits: 1}` under
+/// `session:<id>`, with an absolute expiry about 31 days out.
+#[test]
+fn manager_stores_flask_session_entry() {
+    with_server("manager", |store, mut raw, prefix| {
+        let config = Config::builder()
+            .key_prefix(format!("{prefix}session:"))
+            .build()
+            .unwrap();
+        let manager = SessionManager::new(store, config);
+        let mut session = manager.open(None);
+        session.insert("visits", &1u64).unwrap();
+        let commit = session.commit().unwrap();
+        let cookie = commit.set_cookie().unwrap();
+        let id = cookie
+            .split(';')
+            .next()
+            .unwrap()
+            .trim_start_matches("session=");
+        let lines = raw.lines(&format!("mg {prefix}session:{id} v t\r\n"));
+        let head = String::from_utf8_lossy(&lines[0]);
+        assert!(head.starts_with("VA 21 t"), "{head}");
+        assert_eq!(lines[1], b"\x82\xaa_permanent\xc3\xa6visits\x01");
+        let ttl: i64 = head.rsplit(" t").next().unwrap().parse().unwrap();
+        assert!(
+            (31 * 86400 - 5..=31 * 86400 + 2).contains(&ttl),
+            "ttl {ttl}"
+        );
+    });
+}
+
+/// The store keeps working after the server refused a value as too large for its items.
+#[test]
+fn server_side_too_large_is_typed_and_recoverable() {
+    with_server("too_large", |_, _, prefix| {
+        let store = MemcachedStore::builder()
+            .url(url().unwrap())
+            .max_value_size(64 << 20)
+            .pool_size(1)
+            .build()
+            .unwrap();
+        let key = format!("{prefix}big");
+        let err = store
+            .create(&key, &vec![7; 3 << 20], in_secs(60))
+            .unwrap_err();
+        assert!(
+            matches!(err, Error::Memcached(MemcachedError::ValueTooLarge { len }) if len == 3 << 20),
+            "{err:?}"
+        );
+        assert!(store.create(&key, b"small", in_secs(60)).unwrap());
+        assert_eq!(store.load(&key).unwrap().as_deref(), Some(&b"small"[..]));
+    });
+}
+
+/// A store whose server does not exist: every check below must fail before any I/O.
+fn nowhere() -> MemcachedStore {
+    MemcachedStore::open("memcache://127.0.0.1:1").unwrap()
+}
+
+#[test]
+fn invalid_keys_are_refused_before_io() {
+    let store = nowhere();
+    let long = format!("session:{}", "x".repeat(243));
+    for key in [
+        long.as_str(),
+        "session:a b",
+        "session:a\r\nflush_all",
+        "",
+        "session:\u{0}",
+    ] {
+        let err = store.load(key).unwrap_err();
+        assert!(matches!(err, Error::InvalidKey(_)), "{key:?}: {err:?}");
+        let err = store.create(key, b"v", in_secs(60)).unwrap_err();
+        assert!(matches!(err, Error::InvalidKey(_)), "{key:?}: {err:?}");
+        assert!(matches!(store.delete(key), Err(Error::InvalidKey(_))));
+    }
+    assert!(
+        matches!(store.load(&"k".repeat(250)), Err(Error::Memcached(_))),
+        "250 bytes is valid"
+    );
+}
+
+#[test]
+fn values_over_max_value_size_are_refused_before_io() {
+    let value = vec![0; (1 << 20) + 1];
+    for result in [
+        nowhere().create("k", &value, in_secs(60)),
+        nowhere().save("k", &value, in_secs(60)),
+    ] {
+        let err = result.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::Memcached(MemcachedError::ValueTooLarge { len: 1_048_577 })
+            ),
+            "{err:?}"
+        );
+    }
+}
+
+/// Nothing listens on port 1: with the default settings every operation fails with a typed
+/// error at once, without a panic or a hang.
+#[test]
+fn unreachable_server_is_a_typed_error_within_the_timeout() {
+    assert_fails_fast(&nowhere(), Duration::from_secs(2));
+}
+
+/// A server that accepts connections but never answers: the read timeout bounds every
+/// operation.
+#[test]
+fn silent_server_is_a_typed_error_within_the_timeout() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming() {
+            held.push(stream); // accept, then say nothing
+        }
+    });
+    let store = MemcachedStore::builder()
+        .url(format!("memcache://127.0.0.1:{port}"))
+        .read_timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    assert_fails_fast(&store, Duration::from_millis(1000));
+}
+
+/// A store operation to check, with its name.
+type NamedOp<'a> = (&'a str, &'a dyn Fn() -> Result<(), Error>);
+
+fn assert_fails_fast(store: &MemcachedStore, limit: Duration) {
+    let expires = in_secs(60);
+    let ops: [NamedOp<'_>; 5] = [
+        ("load", &|| store.load("k").map(drop)),
+        ("create", &|| store.create("k", b"v", expires).map(drop)),
+        ("touch", &|| store.touch("k", expires).map(drop)),
+        ("load_and_touch", &|| {
+            store.load_and_touch("k", expires).map(drop)
+        }),
+        ("delete", &|| store.delete("k")),
+    ];
+    for (name, op) in ops {
+        let start = Instant::now();
+        let err = op().unwrap_err();
+        assert!(
+            matches!(err, Error::Memcached(MemcachedError::Io { .. })),
+            "{name}: {err:?}"
+        );
+        assert!(start.elapsed() < limit, "{name} took {:?}", start.elapsed());
+    }
+}
+
+/// A pooled connection the server closed meanwhile (a restart) is replaced transparently.
+#[test]
+fn closed_pooled_connection_is_replaced() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        // Each connection answers one command with a miss, then is closed by the "server".
+        for stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(stream);
+            let mut line = String::new();
+            if reader.read_line(&mut line).is_ok() {
+                let _ = reader.get_mut().write_all(b"END\r\n");
+            }
+        }
+    });
+    let store = MemcachedStore::open(&format!("memcache://127.0.0.1:{port}")).unwrap();
+    for _ in 0..3 {
+        assert_eq!(store.load("k").unwrap(), None);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn default_local_and_servers() {
+    let store = MemcachedStore::default_local().unwrap();
+    assert_eq!(store.servers().collect::<Vec<_>>(), ["127.0.0.1:11211"]);
+}
+
+/// A fake server that records the key of every command and answers `add` with `STORED` and
+/// `get` with a miss.
+fn recording_server() -> (u16, Arc<Mutex<Vec<String>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = Arc::clone(&seen);
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let log = Arc::clone(&log);
+            std::thread::spawn(move || serve_recording(BufReader::new(stream), &log));
+        }
+    });
+    (port, seen)
+}
+
+fn serve_recording(mut reader: BufReader<TcpStream>, log: &Mutex<Vec<String>>) {
+    let mut line = String::new();
+    while reader.read_line(&mut line).is_ok_and(|n| n > 0) {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        log.lock().unwrap().push(fields[1].to_owned());
+        let reply: &[u8] = if fields[0] == "add" {
+            let len: usize = fields[4].parse().unwrap();
+            std::io::Read::read_exact(&mut reader, &mut vec![0; len + 2]).unwrap();
+            b"STORED\r\n"
+        } else {
+            b"END\r\n"
+        };
+        reader.get_mut().write_all(reply).unwrap();
+        line.clear();
+    }
+}
+
+/// With several servers each key always goes to the same one, and keys spread over all.
+#[test]
+fn keys_spread_over_servers() {
+    let (a, seen_a) = recording_server();
+    let (b, seen_b) = recording_server();
+    let store = MemcachedStore::open(&format!("memcache://127.0.0.1:{a},127.0.0.1:{b}")).unwrap();
+    let keys: Vec<String> = (0..100).map(|i| format!("session:{i}")).collect();
+    for key in &keys {
+        assert!(store.create(key, b"v", in_secs(60)).unwrap());
+        assert_eq!(store.load(key).unwrap(), None);
+    }
+    let (seen_a, seen_b) = (seen_a.lock().unwrap(), seen_b.lock().unwrap());
+    assert!(
+        seen_a.len() > 60 && seen_b.len() > 60,
+        "{} / {}",
+        seen_a.len(),
+        seen_b.len()
+    );
+    assert_eq!(seen_a.len() + seen_b.len(), 200);
+    for key in &keys {
+        let on_a = seen_a.iter().filter(|k| *k == key).count();
+        assert!(on_a == 0 || on_a == 2, "{key} was sent to both servers");
+    }
+}

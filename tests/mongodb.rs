@@ -1,0 +1,308 @@
+//! The conformance suite and MongoStore-specific behaviour, against a real MongoDB-wire server
+//! (SecantusDB in the test script: `bash scripts/mongodb.sh`).
+//!
+//! The server is found through `SERVER_SESSION_MONGODB_URL`; unset means SKIP, or failure when
+//! `SERVER_SESSION_REQUIRE_SERVICES=1`. Every test uses its own collection, dropped at the end.
+#![cfg(feature = "mongodb")]
+
+use std::net::TcpListener;
+use std::time::{Duration, Instant, SystemTime};
+
+use mongodb::bson::spec::BinarySubtype;
+use mongodb::bson::{doc, Binary, Bson, DateTime, Document};
+use mongodb::sync::{Client, Collection};
+use server_session::store::conformance::{service_unavailable, unique_prefix};
+use server_session::store::{MongoStore, Store};
+use server_session::{conformance_tests, Config, Error, SessionManager};
+
+const URL_ENV: &str = "SERVER_SESSION_MONGODB_URL";
+const DATABASE: &str = "server_session_test";
+
+/// A MongoStore on its own fresh collection, dropped with the store.
+struct FreshStore {
+    store: MongoStore,
+}
+
+impl Drop for FreshStore {
+    fn drop(&mut self) {
+        let _ = self.raw().drop().run();
+    }
+}
+
+impl FreshStore {
+    fn raw(&self) -> Collection<Document> {
+        let database = self.store.client().database(self.store.database());
+        database.collection(self.store.collection())
+    }
+}
+
+impl Store for FreshStore {
+    fn load(&self, key: &str) -> server_session::Result<Option<Vec<u8>>> {
+        self.store.load(key)
+    }
+    fn create(&self, key: &str, value: &[u8], expires: SystemTime) -> server_session::Result<bool> {
+        self.store.create(key, value, expires)
+    }
+    fn save(&self, key: &str, value: &[u8], expires: SystemTime) -> server_session::Result<bool> {
+        self.store.save(key, value, expires)
+    }
+    fn touch(&self, key: &str, expires: SystemTime) -> server_session::Result<bool> {
+        self.store.touch(key, expires)
+    }
+    fn delete(&self, key: &str) -> server_session::Result<()> {
+        self.store.delete(key)
+    }
+    fn load_and_touch(
+        &self,
+        key: &str,
+        expires: SystemTime,
+    ) -> server_session::Result<Option<Vec<u8>>> {
+        self.store.load_and_touch(key, expires)
+    }
+}
+
+/// A collection name unique to this test run: the test's name (libtest names the thread after
+/// the test) made safe for MongoDB, plus the random part of a conformance prefix.
+fn collection_name() -> String {
+    let thread = std::thread::current();
+    let test = thread.name().unwrap_or("test");
+    let prefix = unique_prefix(test);
+    let safe: String = prefix
+        .trim_end_matches(':')
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    safe.trim_start_matches("conformance_").to_owned()
+}
+
+/// A store on a fresh collection, or `None` when no server is configured.
+fn fresh() -> Option<FreshStore> {
+    let url = std::env::var(URL_ENV).ok()?;
+    let store = MongoStore::builder()
+        .url(url)
+        .database(DATABASE)
+        .collection(collection_name())
+        .build()
+        .unwrap_or_else(|e| panic!("MongoStore on {URL_ENV}: {e} ({e:?})"));
+    Some(FreshStore { store })
+}
+
+/// Runs `check` on a fresh store, or reports the service as unavailable.
+fn with_store(test: &str, check: impl FnOnce(&FreshStore)) {
+    match fresh() {
+        Some(store) => check(&store),
+        None => service_unavailable(test),
+    }
+}
+
+conformance_tests!(fresh());
+
+fn in_an_hour() -> SystemTime {
+    SystemTime::now() + Duration::from_secs(3600)
+}
+
+fn raw_document(store: &FreshStore, key: &str) -> Document {
+    store
+        .raw()
+        .find_one(doc! { "id": key })
+        .run()
+        .unwrap()
+        .unwrap_or_else(|| panic!("no document for {key}"))
+}
+
+/// A session written through the manager is stored in Flask-Session 0.8's exact layout.
+#[test]
+fn document_layout_matches_flask_session() {
+    with_store("document_layout_matches_flask_session", |store| {
+        let manager = SessionManager::new(store.store.clone(), Config::default());
+        let mut session = manager.open(None);
+        session.insert("visits", &1u64).unwrap();
+        let set_cookie = session.commit().unwrap().set_cookie().unwrap().to_owned();
+        let id = set_cookie
+            .split(';')
+            .next()
+            .and_then(|pair| pair.strip_prefix("session="))
+            .unwrap();
+        let document = raw_document(store, &format!("session:{id}"));
+        let fields: Vec<&str> = document.keys().map(String::as_str).collect();
+        assert_eq!(fields, ["_id", "id", "val", "expiration"]);
+        let Some(Bson::Binary(val)) = document.get("val") else {
+            panic!("val is not binary: {document}");
+        };
+        assert_eq!(val.subtype, BinarySubtype::Generic);
+        // MessagePack {"_permanent": true, "visits": 1}, as Flask-Session 0.8 writes it.
+        assert_eq!(val.bytes, b"\x82\xaa_permanent\xc3\xa6visits\x01");
+        let expiration = document
+            .get_datetime("expiration")
+            .unwrap()
+            .to_system_time();
+        let lifetime = expiration.duration_since(SystemTime::now()).unwrap();
+        let days = lifetime.as_secs_f64() / 86400.0;
+        assert!((30.99..=31.0).contains(&days), "expires in {days} days");
+    });
+}
+
+/// `build` creates a unique index on `id` and a TTL index on `expiration`, idempotently.
+#[test]
+fn indexes_exist_with_the_right_options() {
+    with_store("indexes_exist_with_the_right_options", |store| {
+        let again = MongoStore::builder()
+            .client(store.store.client().clone())
+            .database(DATABASE)
+            .collection(store.store.collection());
+        again
+            .build()
+            .expect("creating the indexes twice is a no-op");
+        let indexes: Vec<_> = store.raw().list_indexes().run().unwrap().collect();
+        let indexes: Vec<_> = indexes.into_iter().map(Result::unwrap).collect();
+        let find = |field: &str| {
+            let index = indexes.iter().find(|i| i.keys.contains_key(field));
+            index.unwrap_or_else(|| panic!("no index on {field}: {indexes:?}"))
+        };
+        let id = find("id").options.as_ref().unwrap();
+        assert_eq!(id.unique, Some(true), "index on id: {id:?}");
+        let expiration = find("expiration").options.as_ref().unwrap();
+        assert_eq!(expiration.expire_after, Some(Duration::ZERO));
+        assert_eq!(indexes.len(), 3, "_id, id and expiration: {indexes:?}");
+    });
+}
+
+/// A document inserted by raw driver calls in Flask-Session's layout (as pymongo writes it)
+/// is read, saved and touched by the store.
+#[test]
+fn reads_a_document_written_in_flask_session_layout() {
+    with_store(
+        "reads_a_document_written_in_flask_session_layout",
+        |store| {
+            let payload = b"\x81\xa6visits\x05".to_vec();
+            let document = doc! {
+                "id": "session:from-flask",
+                "val": Binary { subtype: BinarySubtype::Generic, bytes: payload.clone() },
+                "expiration": DateTime::from_system_time(in_an_hour()),
+            };
+            store.raw().insert_one(document).run().unwrap();
+            let key = "session:from-flask";
+            assert_eq!(store.load(key).unwrap(), Some(payload.clone()));
+            assert!(!store.create(key, b"other", in_an_hour()).unwrap());
+            assert!(store.touch(key, in_an_hour()).unwrap());
+            assert_eq!(
+                store.load_and_touch(key, in_an_hour()).unwrap(),
+                Some(payload)
+            );
+        },
+    );
+}
+
+/// An expired document the TTL monitor has not removed yet reads as gone, and `create` over
+/// it succeeds.
+#[test]
+fn expired_document_not_yet_removed_reads_as_none() {
+    with_store("expired_document_not_yet_removed_reads_as_none", |store| {
+        let key = "session:expired";
+        let document = doc! {
+            "id": key,
+            "val": Binary { subtype: BinarySubtype::Generic, bytes: b"stale".to_vec() },
+            "expiration": DateTime::from_system_time(SystemTime::now() - Duration::from_secs(5)),
+        };
+        store.raw().insert_one(document).run().unwrap();
+        assert!(store
+            .raw()
+            .find_one(doc! { "id": key })
+            .run()
+            .unwrap()
+            .is_some());
+        assert_eq!(store.load(key).unwrap(), None);
+        assert_eq!(store.load_and_touch(key, in_an_hour()).unwrap(), None);
+        assert!(!store.save(key, b"late", in_an_hour()).unwrap());
+        assert!(store.create(key, b"fresh", in_an_hour()).unwrap());
+        assert_eq!(store.load(key).unwrap(), Some(b"fresh".to_vec()));
+    });
+}
+
+/// Expiries a few milliseconds ahead or behind behave per contract despite BSON's millisecond
+/// precision: never an expired value, a live one until it expires.
+#[test]
+fn millisecond_precision_expiry() {
+    with_store("millisecond_precision_expiry", |store| {
+        let past = SystemTime::now() - Duration::from_millis(1);
+        assert!(store.create("session:past", b"x", past).unwrap());
+        assert_eq!(store.load("session:past").unwrap(), None);
+        let soon = SystemTime::now() + Duration::from_millis(400);
+        assert!(store.create("session:soon", b"x", soon).unwrap());
+        assert_eq!(store.load("session:soon").unwrap(), Some(b"x".to_vec()));
+        std::thread::sleep(soon.duration_since(SystemTime::now()).unwrap_or_default());
+        assert_eq!(store.load("session:soon").unwrap(), None);
+        assert!(!store.touch("session:soon", in_an_hour()).unwrap());
+    });
+}
+
+/// A `val` that is not generic binary data is a typed decode error, not a panic.
+#[test]
+fn non_binary_val_is_a_decode_error() {
+    with_store("non_binary_val_is_a_decode_error", |store| {
+        let document = doc! {
+            "id": "session:text",
+            "val": "not bytes",
+            "expiration": DateTime::from_system_time(in_an_hour()),
+        };
+        store.raw().insert_one(document).run().unwrap();
+        let err = store.load("session:text").unwrap_err();
+        assert!(matches!(err, Error::Decode(_)), "{err:?}");
+    });
+}
+
+/// A closed port on the loopback interface.
+fn closed_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+/// A server that is down yields a typed error within the default 2-second timeouts: at build
+/// (creating the indexes) and on each operation of a store built without index creation.
+#[test]
+fn unreachable_server_fails_fast_with_a_typed_error() {
+    let uri = format!(
+        "mongodb://127.0.0.1:{}/?directConnection=true",
+        closed_port()
+    );
+    let start = Instant::now();
+    let err = MongoStore::open(&uri).unwrap_err();
+    let elapsed = start.elapsed();
+    assert!(matches!(err, Error::MongoDb(_)), "{err:?}");
+    assert!(std::error::Error::source(&err).is_some());
+    assert!(elapsed < Duration::from_secs(3), "build took {elapsed:?}");
+
+    let store = MongoStore::builder()
+        .url(&uri)
+        .create_indexes(false)
+        .build()
+        .unwrap();
+    let start = Instant::now();
+    let err = store.load("session:any").unwrap_err();
+    let elapsed = start.elapsed();
+    assert!(matches!(err, Error::MongoDb(_)), "{err:?}");
+    assert!(elapsed < Duration::from_secs(3), "load took {elapsed:?}");
+}
+
+/// A shared client works, and invalid settings are configuration errors.
+#[test]
+fn from_client_and_invalid_settings() {
+    let err = MongoStore::builder().database("a.b").build().unwrap_err();
+    assert!(matches!(err, Error::Config(_)), "{err:?}");
+    let err = MongoStore::builder()
+        .connect_timeout(Duration::ZERO)
+        .build()
+        .unwrap_err();
+    assert!(matches!(err, Error::Config(_)), "{err:?}");
+    let err = MongoStore::open("not-a-uri").unwrap_err();
+    assert!(matches!(err, Error::MongoDb(_)), "{err:?}");
+    let Ok(url) = std::env::var(URL_ENV) else {
+        return service_unavailable("from_client_and_invalid_settings");
+    };
+    let client = Client::with_uri_str(url).unwrap();
+    let store = MongoStore::from_client(client).unwrap();
+    assert_eq!(
+        (store.database(), store.collection()),
+        ("flask_session", "sessions")
+    );
+}

@@ -1,0 +1,311 @@
+//! The conformance suite and RedisStore-specific behaviour, against the real server named by
+//! `SERVER_SESSION_REDIS_URL` (e.g. `redis://127.0.0.1:6379/`).
+//!
+//! Every test uses its own random key prefix. Without the variable the server tests are
+//! skipped, or fail under `SERVER_SESSION_REQUIRE_SERVICES=1`; the unreachable-server tests
+//! need no server and always run.
+#![cfg(feature = "redis")]
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use server_session::store::conformance::{self, service_unavailable, unique_prefix};
+use server_session::store::{RedisStore, Store};
+use server_session::{conformance_tests, Config, Error, SessionManager};
+
+const URL_ENV: &str = "SERVER_SESSION_REDIS_URL";
+
+fn url() -> Option<String> {
+    std::env::var(URL_ENV).ok().filter(|u| !u.is_empty())
+}
+
+fn redis_store() -> Option<RedisStore> {
+    Some(RedisStore::open(&url()?).expect("a valid SERVER_SESSION_REDIS_URL"))
+}
+
+/// A store sharing an application's r2d2 pool of `redis::Client`.
+fn shared_pool_store() -> Option<RedisStore> {
+    let client = redis::Client::open(url()?.as_str()).expect("valid URL");
+    let pool = r2d2::Pool::builder()
+        .max_size(8)
+        .test_on_check_out(false)
+        .connection_timeout(Duration::from_secs(1))
+        .build(client)
+        .expect("pool");
+    Some(RedisStore::from_pool(pool))
+}
+
+conformance_tests!(redis_store());
+
+mod shared_pool {
+    use super::shared_pool_store;
+    server_session::conformance_tests!(shared_pool_store());
+}
+
+/// A plain connection to the test server, to look at what the store wrote.
+fn raw() -> Option<redis::Connection> {
+    let client = redis::Client::open(url()?.as_str()).expect("valid URL");
+    Some(client.get_connection().expect("connect to the test server"))
+}
+
+fn with_server(test: &str, body: impl FnOnce(RedisStore, redis::Connection, String)) {
+    match (redis_store(), raw()) {
+        (Some(store), Some(conn)) => body(store, conn, unique_prefix(test)),
+        _ => service_unavailable(test),
+    }
+}
+
+fn unix_ms(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH).unwrap().as_millis() as i64
+}
+
+/// The key is exactly the given key, the value exactly the bytes, and the expiry the given
+/// instant (to the millisecond): what a Flask-Session app on the same server reads.
+#[test]
+fn stores_exact_key_value_and_expiry() {
+    with_server(
+        "stores_exact_key_value_and_expiry",
+        |store, mut conn, prefix| {
+            let key = format!("{prefix}session:abc");
+            let value = b"\x82\xaa_permanent\xc3\xa6visits\x01";
+            let expires = SystemTime::now() + Duration::from_secs(31 * 24 * 3600);
+            assert!(store.create(&key, value, expires).unwrap());
+            let stored: Vec<u8> = redis::cmd("GET").arg(&key).query(&mut conn).unwrap();
+            assert_eq!(stored, value);
+            let at: i64 = redis::cmd("PEXPIRETIME")
+                .arg(&key)
+                .query(&mut conn)
+                .unwrap();
+            assert_eq!(at, unix_ms(expires));
+            let later = expires + Duration::from_secs(60);
+            assert!(store.touch(&key, later).unwrap());
+            let at: i64 = redis::cmd("PEXPIRETIME")
+                .arg(&key)
+                .query(&mut conn)
+                .unwrap();
+            assert_eq!(at, unix_ms(later));
+        },
+    );
+}
+
+/// An entry written the way Flask-Session 0.8 writes it (`SET key value EX secs`) is read,
+/// saved and touched like our own.
+#[test]
+fn reads_entries_written_by_flask_session() {
+    with_server(
+        "reads_entries_written_by_flask_session",
+        |store, mut conn, prefix| {
+            let key = format!("{prefix}session:py");
+            let value = b"\x81\xaa_permanent\xc3";
+            let _: () = redis::cmd("SET")
+                .arg(&key)
+                .arg(&value[..])
+                .arg("EX")
+                .arg(2_678_400)
+                .query(&mut conn)
+                .unwrap();
+            assert_eq!(store.load(&key).unwrap().as_deref(), Some(&value[..]));
+            let expires = SystemTime::now() + Duration::from_secs(600);
+            assert!(store.save(&key, b"new", expires).unwrap());
+            let stored: Vec<u8> = redis::cmd("GET").arg(&key).query(&mut conn).unwrap();
+            assert_eq!(stored, b"new");
+        },
+    );
+}
+
+/// A write with an expiry in the past succeeds (as the contract says) and leaves no live key.
+#[test]
+fn past_expiry_leaves_no_key() {
+    with_server("past_expiry_leaves_no_key", |store, mut conn, prefix| {
+        let key = format!("{prefix}k");
+        let past = SystemTime::now() - Duration::from_secs(3600);
+        assert!(store.create(&key, b"stale", past).unwrap());
+        let exists: i64 = redis::cmd("EXISTS").arg(&key).query(&mut conn).unwrap();
+        assert_eq!(exists, 0);
+        assert!(store
+            .create(&key, b"live", SystemTime::now() + Duration::from_secs(60))
+            .unwrap());
+        assert!(
+            store.touch(&key, UNIX_EPOCH).unwrap(),
+            "touch of a live key"
+        );
+        let exists: i64 = redis::cmd("EXISTS").arg(&key).query(&mut conn).unwrap();
+        assert_eq!(exists, 0, "touch to the epoch expires the key");
+    });
+}
+
+/// A whole request cycle through the manager: MessagePack `{_permanent: true, visits: 1}` under
+/// `session:<id>`, expiring about 31 days out.
+#[test]
+fn manager_stores_flask_session_entry() {
+    with_server(
+        "manager_stores_flask_session_entry",
+        |store, mut conn, prefix| {
+            let config = Config::builder()
+                .key_prefix(format!("{prefix}session:"))
+                .build()
+                .unwrap();
+            let manager = SessionManager::new(store, config);
+            let mut session = manager.open(None);
+            session.insert("visits", &1u64).unwrap();
+            let commit = session.commit().unwrap();
+            let cookie = commit.set_cookie().unwrap();
+            let id = cookie
+                .split(';')
+                .next()
+                .unwrap()
+                .trim_start_matches("session=");
+            let key = format!("{prefix}session:{id}");
+            let stored: Vec<u8> = redis::cmd("GET").arg(&key).query(&mut conn).unwrap();
+            assert_eq!(stored, b"\x82\xaa_permanent\xc3\xa6visits\x01");
+            let ttl: i64 = redis::cmd("TTL").arg(&key).query(&mut conn).unwrap();
+            assert!((31 * 86400 - 5..=31 * 86400).contains(&ttl), "ttl {ttl}");
+        },
+    );
+}
+
+/// A store operation to check, with its name.
+type NamedOp<'a> = (&'a str, &'a dyn Fn() -> Result<(), Error>);
+
+/// Every kind of operation fails with a typed error, each within `limit`.
+fn assert_fails_fast(store: &RedisStore, limit: Duration) {
+    let expires = SystemTime::now() + Duration::from_secs(60);
+    let ops: [NamedOp<'_>; 4] = [
+        ("load", &|| store.load("k").map(drop)),
+        ("create", &|| store.create("k", b"v", expires).map(drop)),
+        ("touch", &|| store.touch("k", expires).map(drop)),
+        ("delete", &|| store.delete("k")),
+    ];
+    for (name, op) in ops {
+        let start = Instant::now();
+        let err = op().unwrap_err();
+        assert!(
+            matches!(err, Error::Pool(_) | Error::Redis(_)),
+            "{name}: {err:?}"
+        );
+        assert!(start.elapsed() < limit, "{name} took {:?}", start.elapsed());
+    }
+}
+
+/// Nothing listens on port 1: with the default settings every operation fails with a typed
+/// error in under 2 seconds (the 1-second checkout timeout), without a panic or a hang.
+#[test]
+fn unreachable_server_is_a_typed_error_within_the_timeout() {
+    let store = RedisStore::open("redis://127.0.0.1:1/").unwrap();
+    assert_fails_fast(&store, Duration::from_secs(2));
+}
+
+/// A server that accepts connections but never answers: the connect (handshake) timeout and
+/// the checkout timeout bound every operation.
+#[test]
+fn silent_server_is_a_typed_error_within_the_timeout() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming() {
+            held.push(stream); // accept, then say nothing
+        }
+    });
+    let store = RedisStore::builder()
+        .url(format!("redis://127.0.0.1:{port}/"))
+        .connect_timeout(Duration::from_millis(300))
+        .checkout_timeout(Duration::from_millis(700))
+        .build()
+        .unwrap();
+    assert_fails_fast(&store, Duration::from_secs(2));
+}
+
+/// Reads one RESP command (an array of bulk strings) and returns its name, upper-cased.
+fn read_command(reader: &mut impl BufRead) -> Option<String> {
+    let mut line = String::new();
+    reader.read_line(&mut line).ok()?;
+    let count: usize = line.trim().strip_prefix('*')?.parse().ok()?;
+    let mut name = None;
+    for _ in 0..count {
+        line.clear();
+        reader.read_line(&mut line).ok()?;
+        let len: usize = line.trim().strip_prefix('$')?.parse().ok()?;
+        let mut arg = vec![0; len + 2];
+        reader.read_exact(&mut arg).ok()?;
+        name.get_or_insert_with(|| String::from_utf8_lossy(&arg[..len]).to_uppercase());
+    }
+    name
+}
+
+/// A fake server: `+OK` to everything, except that the first `GET` it ever sees is answered
+/// (with `late`) only after 600 ms, and every later `GET` at once (with `fresh`).
+fn stalling_server() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let stalled = Arc::new(AtomicBool::new(false));
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let stalled = Arc::clone(&stalled);
+            std::thread::spawn(move || {
+                let mut writer = stream.try_clone().unwrap();
+                let mut reader = BufReader::new(stream);
+                while let Some(name) = read_command(&mut reader) {
+                    let reply: &[u8] = match name.as_str() {
+                        "GET" if !stalled.swap(true, Ordering::SeqCst) => {
+                            std::thread::sleep(Duration::from_millis(600));
+                            b"$4\r\nlate\r\n"
+                        }
+                        "GET" => b"$5\r\nfresh\r\n",
+                        _ => b"+OK\r\n",
+                    };
+                    let _ = writer.write_all(reply);
+                }
+            });
+        }
+    });
+    port
+}
+
+/// A server that stalls mid-request: the read timeout fails the operation with a typed
+/// timeout, and the late reply is never taken for the answer to a later command.
+#[test]
+fn read_timeout_fails_the_operation_and_never_reads_the_late_reply() {
+    let store = RedisStore::builder()
+        .url(format!("redis://127.0.0.1:{}/", stalling_server()))
+        .read_timeout(Duration::from_millis(200))
+        .pool_size(1)
+        .build()
+        .unwrap();
+    let start = Instant::now();
+    let err = store.load("k").unwrap_err();
+    assert!(
+        matches!(err, Error::Redis(ref e) if e.is_timeout()),
+        "{err:?}"
+    );
+    assert!(
+        start.elapsed() < Duration::from_millis(500),
+        "took {:?}",
+        start.elapsed()
+    );
+    std::thread::sleep(Duration::from_millis(700)); // the late reply has arrived by now
+    assert_eq!(store.load("k").unwrap().as_deref(), Some(&b"fresh"[..]));
+    assert!(store
+        .save("k", b"v", SystemTime::now() + Duration::from_secs(60))
+        .unwrap());
+}
+
+/// The default store names the local server Flask-Session uses by default.
+#[test]
+fn default_local_builds_without_io() {
+    assert!(RedisStore::default_local().is_ok());
+}
+
+/// The conformance helpers also run against a store built from a `redis::Client`.
+#[test]
+fn from_client_roundtrip() {
+    let make = || {
+        redis::Client::open(url()?.as_str())
+            .ok()
+            .and_then(|c| RedisStore::from_client(c).ok())
+    };
+    conformance::run("from_client_roundtrip", make, conformance::roundtrip);
+}
