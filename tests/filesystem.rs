@@ -9,46 +9,13 @@ use std::process::Command;
 use std::sync::Barrier;
 use std::time::{Duration, SystemTime};
 
+use server_session::store::conformance::Guarded;
 use server_session::store::{FileStore, Store, Sweep};
 use server_session::{conformance_tests, sweep_conformance_tests, Error};
 use tempfile::TempDir;
 
 /// A FileStore in a fresh temp directory that lives (and is removed) with the store.
-struct FreshStore {
-    store: FileStore,
-    _dir: TempDir,
-}
-
-impl Store for FreshStore {
-    fn load(&self, key: &str) -> server_session::Result<Option<Vec<u8>>> {
-        self.store.load(key)
-    }
-    fn create(&self, key: &str, value: &[u8], expires: SystemTime) -> server_session::Result<bool> {
-        self.store.create(key, value, expires)
-    }
-    fn save(&self, key: &str, value: &[u8], expires: SystemTime) -> server_session::Result<bool> {
-        self.store.save(key, value, expires)
-    }
-    fn touch(&self, key: &str, expires: SystemTime) -> server_session::Result<bool> {
-        self.store.touch(key, expires)
-    }
-    fn delete(&self, key: &str) -> server_session::Result<()> {
-        self.store.delete(key)
-    }
-    fn load_and_touch(
-        &self,
-        key: &str,
-        expires: SystemTime,
-    ) -> server_session::Result<Option<Vec<u8>>> {
-        self.store.load_and_touch(key, expires)
-    }
-}
-
-impl Sweep for FreshStore {
-    fn sweep(&self, limit: usize) -> server_session::Result<usize> {
-        self.store.sweep(limit)
-    }
-}
+type FreshStore = Guarded<FileStore, TempDir>;
 
 fn fresh() -> FreshStore {
     let dir = tempfile::tempdir().unwrap();
@@ -57,7 +24,7 @@ fn fresh() -> FreshStore {
         .threshold(0)
         .build()
         .unwrap();
-    FreshStore { store, _dir: dir }
+    Guarded { store, guard: dir }
 }
 
 conformance_tests!(Some(fresh()));

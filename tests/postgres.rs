@@ -8,7 +8,7 @@
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use server_session::store::conformance::service_unavailable;
+use server_session::store::conformance::{service_unavailable, Guarded};
 use server_session::store::{CleanupEvery, PostgresStore, Store, Sweep};
 use server_session::{conformance_tests, sweep_conformance_tests, Error};
 
@@ -19,51 +19,28 @@ fn url() -> Option<String> {
 }
 
 /// A PostgresStore on its own table, dropped (with its schema, if any) when this is dropped.
-struct FreshStore {
-    store: PostgresStore,
+type FreshStore = Guarded<PostgresStore, DropOnExit>;
+
+/// Drops the objects a test created, e.g. `TABLE "t"` or `SCHEMA "s" CASCADE`.
+struct DropOnExit {
     url: String,
-    /// Objects to drop afterwards, e.g. `TABLE "t"` or `SCHEMA "s" CASCADE`.
     drops: Vec<String>,
 }
 
-impl Drop for FreshStore {
+fn guarded(store: PostgresStore, url: String, drops: Vec<String>) -> FreshStore {
+    Guarded {
+        store,
+        guard: DropOnExit { url, drops },
+    }
+}
+
+impl Drop for DropOnExit {
     fn drop(&mut self) {
         if let Ok(mut client) = postgres::Client::connect(&self.url, postgres::NoTls) {
             for object in &self.drops {
                 let _ = client.batch_execute(&format!("DROP {object}"));
             }
         }
-    }
-}
-
-impl Store for FreshStore {
-    fn load(&self, key: &str) -> server_session::Result<Option<Vec<u8>>> {
-        self.store.load(key)
-    }
-    fn create(&self, key: &str, value: &[u8], expires: SystemTime) -> server_session::Result<bool> {
-        self.store.create(key, value, expires)
-    }
-    fn save(&self, key: &str, value: &[u8], expires: SystemTime) -> server_session::Result<bool> {
-        self.store.save(key, value, expires)
-    }
-    fn touch(&self, key: &str, expires: SystemTime) -> server_session::Result<bool> {
-        self.store.touch(key, expires)
-    }
-    fn delete(&self, key: &str) -> server_session::Result<()> {
-        self.store.delete(key)
-    }
-    fn load_and_touch(
-        &self,
-        key: &str,
-        expires: SystemTime,
-    ) -> server_session::Result<Option<Vec<u8>>> {
-        self.store.load_and_touch(key, expires)
-    }
-}
-
-impl Sweep for FreshStore {
-    fn sweep(&self, limit: usize) -> server_session::Result<usize> {
-        self.store.sweep(limit)
     }
 }
 
@@ -89,7 +66,7 @@ fn fresh() -> Option<FreshStore> {
         .build()
         .unwrap();
     let drops = vec![format!("TABLE IF EXISTS \"{table}\"")];
-    Some(FreshStore { store, url, drops })
+    Some(guarded(store, url, drops))
 }
 
 conformance_tests!(fresh());
@@ -111,7 +88,7 @@ fn with_server(test: &str, run: impl FnOnce(String)) {
 fn with_store(test: &str, run: impl FnOnce(&FreshStore, &mut postgres::Client)) {
     match fresh() {
         Some(store) => {
-            let mut client = postgres::Client::connect(&store.url, postgres::NoTls).unwrap();
+            let mut client = postgres::Client::connect(&store.guard.url, postgres::NoTls).unwrap();
             run(&store, &mut client);
         }
         None => service_unavailable(test),
@@ -228,11 +205,7 @@ fn reads_rows_written_in_flask_sessions_layout() {
             .table(&table)
             .build()
             .unwrap();
-        let fresh = FreshStore {
-            store,
-            url,
-            drops: vec![format!("TABLE \"{table}\"")],
-        };
+        let fresh = guarded(store, url, vec![format!("TABLE \"{table}\"")]);
         let payload = b"\x81\xaa_permanent\xc3".to_vec();
         assert_eq!(fresh.load("session:live").unwrap(), Some(payload));
         assert_eq!(fresh.load("session:old").unwrap(), None);
@@ -299,7 +272,7 @@ fn schema_and_sequence() {
             .sequence(&sequence)
             .build()
             .unwrap();
-        let fresh = FreshStore { store, url, drops };
+        let fresh = guarded(store, url, drops);
         assert_eq!(fresh.store.schema(), Some(schema.as_str()));
         assert!(fresh.create("a", b"1", in_secs(60)).unwrap());
         assert!(fresh.create("b", b"2", in_secs(60)).unwrap());
@@ -397,11 +370,7 @@ fn dropped_connections_are_retried() {
             .max_connections(2)
             .build()
             .unwrap();
-        let fresh = FreshStore {
-            store,
-            url: url.clone(),
-            drops: vec![format!("TABLE \"{table}\"")],
-        };
+        let fresh = guarded(store, url.clone(), vec![format!("TABLE \"{table}\"")]);
         assert!(fresh.create("k", b"v", in_secs(60)).unwrap());
         let mut admin = postgres::Client::connect(&url, postgres::NoTls).unwrap();
         let killed = admin
@@ -431,11 +400,7 @@ fn statements_are_prepared_once_per_connection() {
             .max_connections(1)
             .build()
             .unwrap();
-        let fresh = FreshStore {
-            store,
-            url,
-            drops: vec![format!("TABLE \"{table}\"")],
-        };
+        let fresh = guarded(store, url, vec![format!("TABLE \"{table}\"")]);
         let prepared = || -> i64 {
             let mut conn = fresh.store.pool().get().unwrap();
             let sql = "SELECT count(*) FROM pg_prepared_statements";
@@ -466,7 +431,7 @@ fn cleanup_every_n_writes_sweeps_the_table() {
     let Some(fresh) = fresh() else {
         return service_unavailable("cleanup_every_n_writes_sweeps_the_table");
     };
-    let mut client = postgres::Client::connect(&fresh.url, postgres::NoTls).unwrap();
+    let mut client = postgres::Client::connect(&fresh.guard.url, postgres::NoTls).unwrap();
     let sql = format!("SELECT count(*) FROM \"{}\"", fresh.store.table());
     let store = CleanupEvery::new(fresh, 3, 100).unwrap();
     store.create("old1", b"x", in_secs(-60)).unwrap();
@@ -490,12 +455,8 @@ fn expiry_index_can_be_left_out() {
             .expiry_index(false)
             .build()
             .unwrap();
-        let fresh = FreshStore {
-            store,
-            url,
-            drops: vec![format!("TABLE \"{table}\"")],
-        };
-        let mut client = postgres::Client::connect(&fresh.url, postgres::NoTls).unwrap();
+        let fresh = guarded(store, url, vec![format!("TABLE \"{table}\"")]);
+        let mut client = postgres::Client::connect(&fresh.guard.url, postgres::NoTls).unwrap();
         assert_eq!(
             index_definitions(&mut client, &table).len(),
             2,

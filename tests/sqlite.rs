@@ -5,46 +5,13 @@ use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
 
 use rusqlite::{params, Connection};
+use server_session::store::conformance::Guarded;
 use server_session::store::{CleanupEvery, SqliteStore, Store, Sweep};
 use server_session::{conformance_tests, sweep_conformance_tests, Error};
 use tempfile::TempDir;
 
 /// A SqliteStore on a fresh database file, in a table named after the running test.
-struct FreshStore {
-    store: SqliteStore,
-    dir: TempDir,
-}
-
-impl Store for FreshStore {
-    fn load(&self, key: &str) -> server_session::Result<Option<Vec<u8>>> {
-        self.store.load(key)
-    }
-    fn create(&self, key: &str, value: &[u8], expires: SystemTime) -> server_session::Result<bool> {
-        self.store.create(key, value, expires)
-    }
-    fn save(&self, key: &str, value: &[u8], expires: SystemTime) -> server_session::Result<bool> {
-        self.store.save(key, value, expires)
-    }
-    fn touch(&self, key: &str, expires: SystemTime) -> server_session::Result<bool> {
-        self.store.touch(key, expires)
-    }
-    fn delete(&self, key: &str) -> server_session::Result<()> {
-        self.store.delete(key)
-    }
-    fn load_and_touch(
-        &self,
-        key: &str,
-        expires: SystemTime,
-    ) -> server_session::Result<Option<Vec<u8>>> {
-        self.store.load_and_touch(key, expires)
-    }
-}
-
-impl Sweep for FreshStore {
-    fn sweep(&self, limit: usize) -> server_session::Result<usize> {
-        self.store.sweep(limit)
-    }
-}
+type FreshStore = Guarded<SqliteStore, TempDir>;
 
 /// A valid table name derived from the test's thread name, e.g. `t_roundtrip`.
 fn table_for_test() -> String {
@@ -66,7 +33,7 @@ fn fresh() -> FreshStore {
         .table(table_for_test())
         .build()
         .unwrap();
-    FreshStore { store, dir }
+    Guarded { store, guard: dir }
 }
 
 fn db_path(dir: &TempDir) -> std::path::PathBuf {
@@ -132,7 +99,7 @@ const FLASK_DDL: &str =
 #[test]
 fn created_table_matches_flask_session() {
     let store = fresh();
-    let conn = raw(&db_path(&store.dir));
+    let conn = raw(&db_path(&store.guard));
     let table = store.store.table().to_owned();
     let expected = [
         ("id", "INTEGER", true, true),
@@ -163,7 +130,7 @@ fn expiry_is_stored_as_sqlalchemy_text() {
     let store = fresh();
     let expires = SystemTime::UNIX_EPOCH + Duration::from_micros(4_102_444_800_123_456);
     assert!(store.create("session:a", b"v", expires).unwrap());
-    let conn = raw(&db_path(&store.dir));
+    let conn = raw(&db_path(&store.guard));
     let sql = format!(
         "SELECT expiry, typeof(expiry), id FROM \"{}\"",
         store.store.table()
@@ -219,7 +186,7 @@ fn reads_rows_written_in_flask_sessions_layout() {
 #[test]
 fn null_expiry_rows_are_expired_and_swept() {
     let store = fresh();
-    let conn = raw(&db_path(&store.dir));
+    let conn = raw(&db_path(&store.guard));
     let table = store.store.table().to_owned();
     let insert =
         format!("INSERT INTO \"{table}\" (session_id, data, expiry) VALUES (?1, ?2, NULL)");
@@ -255,7 +222,7 @@ fn null_expiry_rows_are_expired_and_swept() {
 #[test]
 fn null_data_reads_as_missing() {
     let store = fresh();
-    let conn = raw(&db_path(&store.dir));
+    let conn = raw(&db_path(&store.guard));
     let sql = format!(
         "INSERT INTO \"{}\" (session_id, data, expiry) VALUES ('k', NULL, '2999-01-01 00:00:00.000000')",
         store.store.table()
@@ -409,7 +376,7 @@ fn cleanup_every_n_writes_sweeps_the_table() {
     let store = CleanupEvery::new(inner, 3, 100).unwrap();
     store.create("old1", b"x", in_secs(-60)).unwrap();
     store.create("old2", b"x", in_secs(-60)).unwrap();
-    let conn = raw(&db_path(&store.inner().dir));
+    let conn = raw(&db_path(&store.inner().guard));
     let sql = format!("SELECT count(*) FROM \"{}\"", store.inner().store.table());
     let rows = || conn.query_row(&sql, [], |r| r.get::<_, i64>(0)).unwrap();
     assert_eq!(rows(), 2);
@@ -426,7 +393,7 @@ fn background_sweeper_removes_expired_rows() {
     let sweeper =
         server_session::store::Sweeper::spawn(store.clone(), Duration::from_millis(20), 10)
             .unwrap();
-    let conn = raw(&db_path(&store.dir));
+    let conn = raw(&db_path(&store.guard));
     let sql = format!("SELECT count(*) FROM \"{}\"", store.store.table());
     let start = Instant::now();
     while conn.query_row(&sql, [], |r| r.get::<_, i64>(0)).unwrap() != 1 {

@@ -35,6 +35,49 @@ const PAST: Duration = Duration::from_secs(60);
 /// Set to `1` to turn a missing service into a test failure instead of a skip.
 pub const REQUIRE_SERVICES_ENV: &str = "SERVER_SESSION_REQUIRE_SERVICES";
 
+/// A store under test together with what must outlive it (a temporary directory, a table to
+/// drop on exit). It forwards every [`Store`] and [`Sweep`] call to `store`.
+///
+/// ```
+/// use server_session::store::{conformance, conformance::Guarded, MemoryStore};
+/// let guarded = Guarded { store: MemoryStore::new(), guard: () };
+/// conformance::roundtrip(&guarded, "doc:");
+/// ```
+#[derive(Debug)]
+pub struct Guarded<S, G> {
+    /// The store the checks talk to.
+    pub store: S,
+    /// Dropped after the store: cleans up what the test created.
+    pub guard: G,
+}
+
+impl<S: Store, G: Send + Sync> Store for Guarded<S, G> {
+    fn load(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        self.store.load(key)
+    }
+    fn create(&self, key: &str, value: &[u8], expires: SystemTime) -> Result<bool> {
+        self.store.create(key, value, expires)
+    }
+    fn save(&self, key: &str, value: &[u8], expires: SystemTime) -> Result<bool> {
+        self.store.save(key, value, expires)
+    }
+    fn touch(&self, key: &str, expires: SystemTime) -> Result<bool> {
+        self.store.touch(key, expires)
+    }
+    fn delete(&self, key: &str) -> Result<()> {
+        self.store.delete(key)
+    }
+    fn load_and_touch(&self, key: &str, expires: SystemTime) -> Result<Option<Vec<u8>>> {
+        self.store.load_and_touch(key, expires)
+    }
+}
+
+impl<S: Sweep, G: Send + Sync> Sweep for Guarded<S, G> {
+    fn sweep(&self, limit: usize) -> Result<usize> {
+        self.store.sweep(limit)
+    }
+}
+
 /// Runs one check: builds the store with `make`, then calls `check` with a fresh key prefix.
 ///
 /// When `make` returns `None` (the server is not available), prints `SKIP <test>: service not

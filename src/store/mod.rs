@@ -84,6 +84,46 @@ pub trait Store: Send + Sync {
     }
 }
 
+/// A shared store is a store: one `Arc<FileStore>` can serve the manager and a [`Sweeper`].
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::time::Duration;
+/// use server_session::store::{MemoryStore, Sweeper};
+/// use server_session::{Config, SessionManager};
+///
+/// let store = Arc::new(MemoryStore::new());
+/// let _sweeper = Sweeper::spawn(Arc::clone(&store), Duration::from_secs(60), 1000)?;
+/// let manager = SessionManager::new(store, Config::default());
+/// # Ok::<(), server_session::Error>(())
+/// ```
+impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
+    fn load(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        (**self).load(key)
+    }
+    fn create(&self, key: &str, value: &[u8], expires: SystemTime) -> Result<bool> {
+        (**self).create(key, value, expires)
+    }
+    fn save(&self, key: &str, value: &[u8], expires: SystemTime) -> Result<bool> {
+        (**self).save(key, value, expires)
+    }
+    fn touch(&self, key: &str, expires: SystemTime) -> Result<bool> {
+        (**self).touch(key, expires)
+    }
+    fn delete(&self, key: &str) -> Result<()> {
+        (**self).delete(key)
+    }
+    fn load_and_touch(&self, key: &str, expires: SystemTime) -> Result<Option<Vec<u8>>> {
+        (**self).load_and_touch(key, expires)
+    }
+}
+
+impl<S: Sweep + ?Sized> Sweep for std::sync::Arc<S> {
+    fn sweep(&self, limit: usize) -> Result<usize> {
+        (**self).sweep(limit)
+    }
+}
+
 /// Stores without native expiry remove expired entries with [`Sweep::sweep`].
 pub trait Sweep: Store {
     /// Remove up to `limit` expired entries and return how many were removed.
