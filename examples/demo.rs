@@ -6,19 +6,22 @@
 //! (default: files in `./flask_session`; `file:///abs/dir`, `memory:`, and with the store's
 //! feature `redis://HOST:PORT/DB`, `memcache://HOST:PORT[,HOST:PORT]`, `sqlite:///abs/path.db`,
 //! `postgres://USER@HOST:PORT/DB`, `mongodb://HOST:PORT/?directConnection=true`), `--secret KEY`
-//! (sign the cookie). `tests/demo.rs` reuses [`config`], [`serve`] and [`route`].
+//! (sign the cookie), `--lifetime SECS` (session lifetime; default 31 days). `tests/demo.rs`
+//! reuses [`config`], [`serve`] and [`route`].
 
 use std::io::Cursor;
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
+use std::time::Duration;
 
 use server_session::adapter::tiny_http::handle;
 use server_session::codec::Codec;
 use server_session::store::{self, FileStore, MemoryStore, Store};
-use server_session::{Config, Result, Session, SessionManager};
+use server_session::{Config, ConfigBuilder, Result, Session, SessionManager};
 use tiny_http::{Header, Method, Request, Response, Server};
 
-const USAGE: &str = "usage: demo [--addr HOST:PORT] [--threads N] [--store URL] [--secret KEY]";
+const USAGE: &str =
+    "usage: demo [--addr HOST:PORT] [--threads N] [--store URL] [--secret KEY] [--lifetime SECS]";
 
 /// The command line.
 struct Args {
@@ -26,6 +29,7 @@ struct Args {
     threads: usize,
     store: Option<String>,
     secret: Option<String>,
+    lifetime: Option<Duration>,
 }
 
 fn main() {
@@ -42,6 +46,7 @@ fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Args, String> {
         threads: 8,
         store: None,
         secret: None,
+        lifetime: None,
     };
     while let Some(flag) = argv.next() {
         let mut value = || argv.next().ok_or(format!("{flag} needs a value\n{USAGE}"));
@@ -52,6 +57,10 @@ fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Args, String> {
             }
             "--store" => args.store = Some(value()?),
             "--secret" => args.secret = Some(value()?),
+            "--lifetime" => {
+                let secs = value()?.parse().map_err(|e| format!("--lifetime: {e}"))?;
+                args.lifetime = Some(Duration::from_secs(secs));
+            }
             _ => return Err(USAGE.into()),
         }
     }
@@ -76,6 +85,8 @@ fn start(args: &Args) -> Result<(), String> {
         },
         #[cfg(feature = "redis")]
         "redis" => run(store::RedisStore::open(url).map_err(failed)?, args),
+        #[cfg(feature = "redis-cluster")]
+        "redis+cluster" => run(store::RedisClusterStore::open(url).map_err(failed)?, args),
         #[cfg(feature = "memcached")]
         "memcache" => run(store::MemcachedStore::open(url).map_err(failed)?, args),
         #[cfg(feature = "sqlite")]
@@ -104,6 +115,7 @@ fn start(args: &Args) -> Result<(), String> {
 fn feature_of(scheme: &str) -> Option<&'static str> {
     match scheme {
         "redis" => Some("redis"),
+        "redis+cluster" => Some("redis-cluster"),
         "memcache" => Some("memcached"),
         "sqlite" => Some("sqlite"),
         "postgres" | "postgresql" => Some("postgres"),
@@ -117,7 +129,12 @@ fn file_store(dir: &str) -> Result<FileStore, String> {
 }
 
 fn run<S: Store + 'static>(store: S, args: &Args) -> Result<(), String> {
-    let manager = Arc::new(SessionManager::new(store, config(args.secret.as_deref())?));
+    let mut builder = builder(args.secret.as_deref());
+    if let Some(lifetime) = args.lifetime {
+        builder = builder.lifetime(lifetime);
+    }
+    let config = builder.build().map_err(|e| e.to_string())?;
+    let manager = Arc::new(SessionManager::new(store, config));
     let server =
         Server::http(&args.addr).map_err(|e| format!("cannot listen on {}: {e}", args.addr))?;
     println!(
@@ -134,11 +151,14 @@ fn run<S: Store + 'static>(store: S, args: &Args) -> Result<(), String> {
 
 /// The session configuration: Flask-Session's defaults, signed cookies with a secret.
 pub fn config(secret: Option<&str>) -> Result<Config, String> {
-    let builder = match secret {
+    builder(secret).build().map_err(|e| e.to_string())
+}
+
+fn builder(secret: Option<&str>) -> ConfigBuilder {
+    match secret {
         Some(key) => Config::builder().use_signer(true).secret_key(key),
         None => Config::builder(),
-    };
-    builder.build().map_err(|e| e.to_string())
+    }
 }
 
 /// Starts `threads` workers answering the server's requests; they run until the process ends.

@@ -104,3 +104,5 @@ require cargo
 ensure_postgres
 ensure_redis
 ensure_memcached
+bash "$(dirname "$0")/mongodb.sh" # SecantusDB on 127.0.0.1:27017 (SERVER_SESSION_MONGODB_URL)
+bash "$(dirname "$0")/cluster.sh" # Redis Cluster on 127.0.0.1:7000-7005, memcached on 11212-11214

@@ -116,9 +116,20 @@ impl<S: Store, C: Codec> SessionManager<S, C> {
 
     /// Decodes a stored payload; one that does not decode is deleted and read as absent, so
     /// the request continues with a fresh session instead of failing forever.
+    ///
+    /// A pickle (what Flask-Session 0.6 and older stored) is read as absent but left in the
+    /// store: Flask-Session 0.8 still reads pickles and rewrites them in its own format, so a
+    /// Python app sharing the store can still migrate that user's session.
     pub(crate) fn decode_or_discard(&self, key: &str, bytes: &[u8]) -> Result<Option<SessionMap>> {
         match self.codec.decode(bytes) {
             Ok(map) => Ok(Some(map)),
+            Err(Error::Decode(_)) if is_pickle(bytes) => {
+                log::info!(
+                    "ignoring a stored session pickled by Flask-Session 0.6 or older: a fresh \
+                     session for this request, the entry is left for Flask-Session 0.8 to upgrade"
+                );
+                Ok(None)
+            }
             Err(Error::Decode(err)) => {
                 log::warn!("discarding a stored session that does not decode: {err}");
                 if let Err(err) = self.store.delete(key) {
@@ -146,5 +157,67 @@ impl<S: Store, C: Codec> SessionManager<S, C> {
 
     pub(crate) fn deletion_cookie(&self) -> String {
         cookie::deletion_cookie(&self.config)
+    }
+}
+
+/// Whether `bytes` look like a Python pickle of the kind Flask-Session 0.6 and older stored
+/// (`pickle.dumps(dict)`): protocol 2 to 5 starts with the PROTO opcode `0x80` and the protocol
+/// number; protocols 0 and 1 start a dict with `(` (MARK) or `}` (EMPTY_DICT). Every pickle ends
+/// with the STOP opcode `.`. Only asked about payloads the codec rejected.
+fn is_pickle(bytes: &[u8]) -> bool {
+    matches!(bytes, [0x80, 2..=5, .., b'.'] | [b'(' | b'}', .., b'.'])
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use super::*;
+    use crate::store::MemoryStore;
+
+    /// `pickle.dumps({"_permanent": True, "user": "legacy"})` with Python 3's default protocol
+    /// (4), and the same dict with protocols 2, 1 and 0.
+    const PICKLES: [&[u8]; 4] = [
+        b"\x80\x04\x95#\x00\x00\x00\x00\x00\x00\x00}\x94(\x8c\n_permanent\x94\x88\x8c\x04user\x94\x8c\x06legacy\x94u.",
+        b"\x80\x02}q\x00(X\n\x00\x00\x00_permanentq\x01\x88X\x04\x00\x00\x00userq\x02X\x06\x00\x00\x00legacyq\x03u.",
+        b"}q\x00(X\n\x00\x00\x00_permanentq\x01I01\nX\x04\x00\x00\x00userq\x02X\x06\x00\x00\x00legacyq\x03u.",
+        b"(dp0\nV_permanent\np1\nI01\nsVuser\np2\nVlegacy\np3\ns.",
+    ];
+
+    fn manager_with(key: &str, payload: &[u8]) -> SessionManager<MemoryStore> {
+        let manager = SessionManager::new(MemoryStore::new(), Config::default());
+        let expires = SystemTime::now() + Duration::from_secs(60);
+        assert!(manager.store().create(key, payload, expires).unwrap());
+        manager
+    }
+
+    #[test]
+    fn a_legacy_pickle_reads_as_absent_and_stays_in_the_store() {
+        for pickle in PICKLES {
+            assert!(is_pickle(pickle), "{pickle:?}");
+            let manager = manager_with("session:p", pickle);
+            assert_eq!(
+                manager.decode_or_discard("session:p", pickle).unwrap(),
+                None
+            );
+            assert_eq!(
+                manager.store().load("session:p").unwrap().as_deref(),
+                Some(pickle),
+                "left for Flask-Session 0.8 to read and upgrade"
+            );
+        }
+    }
+
+    #[test]
+    fn other_undecodable_payloads_are_still_deleted() {
+        for garbage in [&b"\x80\x04garbage"[..], b"\xc1", b"\x80\x09x.", b"(", b"."] {
+            assert!(!is_pickle(garbage), "{garbage:?}");
+            let manager = manager_with("session:g", garbage);
+            assert_eq!(
+                manager.decode_or_discard("session:g", garbage).unwrap(),
+                None
+            );
+            assert_eq!(manager.store().load("session:g").unwrap(), None);
+        }
     }
 }

@@ -11,54 +11,28 @@ use std::time::{Duration, Instant, SystemTime};
 use mongodb::bson::spec::BinarySubtype;
 use mongodb::bson::{doc, Binary, Bson, DateTime, Document};
 use mongodb::sync::{Client, Collection};
-use server_session::store::conformance::{service_unavailable, unique_prefix};
+use server_session::store::conformance::{service_unavailable, unique_prefix, Guarded};
 use server_session::store::{MongoStore, Store};
 use server_session::{conformance_tests, Config, Error, SessionManager};
 
 const URL_ENV: &str = "SERVER_SESSION_MONGODB_URL";
 const DATABASE: &str = "server_session_test";
 
-/// A MongoStore on its own fresh collection, dropped with the store.
-struct FreshStore {
-    store: MongoStore,
-}
+/// A MongoStore on its own fresh collection, dropped at the end of the test.
+type FreshStore = Guarded<MongoStore, DropCollection>;
 
-impl Drop for FreshStore {
+/// Drops the test's collection.
+struct DropCollection(Collection<Document>);
+
+impl Drop for DropCollection {
     fn drop(&mut self) {
-        let _ = self.raw().drop().run();
+        let _ = self.0.drop().run();
     }
 }
 
-impl FreshStore {
-    fn raw(&self) -> Collection<Document> {
-        let database = self.store.client().database(self.store.database());
-        database.collection(self.store.collection())
-    }
-}
-
-impl Store for FreshStore {
-    fn load(&self, key: &str) -> server_session::Result<Option<Vec<u8>>> {
-        self.store.load(key)
-    }
-    fn create(&self, key: &str, value: &[u8], expires: SystemTime) -> server_session::Result<bool> {
-        self.store.create(key, value, expires)
-    }
-    fn save(&self, key: &str, value: &[u8], expires: SystemTime) -> server_session::Result<bool> {
-        self.store.save(key, value, expires)
-    }
-    fn touch(&self, key: &str, expires: SystemTime) -> server_session::Result<bool> {
-        self.store.touch(key, expires)
-    }
-    fn delete(&self, key: &str) -> server_session::Result<()> {
-        self.store.delete(key)
-    }
-    fn load_and_touch(
-        &self,
-        key: &str,
-        expires: SystemTime,
-    ) -> server_session::Result<Option<Vec<u8>>> {
-        self.store.load_and_touch(key, expires)
-    }
+/// The test's collection, for raw driver calls.
+fn raw(store: &FreshStore) -> &Collection<Document> {
+    &store.guard.0
 }
 
 /// A collection name unique to this test run: the test's name (libtest names the thread after
@@ -84,7 +58,12 @@ fn fresh() -> Option<FreshStore> {
         .collection(collection_name())
         .build()
         .unwrap_or_else(|e| panic!("MongoStore on {URL_ENV}: {e} ({e:?})"));
-    Some(FreshStore { store })
+    let database = store.client().database(store.database());
+    let collection = database.collection(store.collection());
+    Some(Guarded {
+        store,
+        guard: DropCollection(collection),
+    })
 }
 
 /// Runs `check` on a fresh store, or reports the service as unavailable.
@@ -102,8 +81,7 @@ fn in_an_hour() -> SystemTime {
 }
 
 fn raw_document(store: &FreshStore, key: &str) -> Document {
-    store
-        .raw()
+    raw(store)
         .find_one(doc! { "id": key })
         .run()
         .unwrap()
@@ -153,7 +131,7 @@ fn indexes_exist_with_the_right_options() {
         again
             .build()
             .expect("creating the indexes twice is a no-op");
-        let indexes: Vec<_> = store.raw().list_indexes().run().unwrap().collect();
+        let indexes: Vec<_> = raw(store).list_indexes().run().unwrap().collect();
         let indexes: Vec<_> = indexes.into_iter().map(Result::unwrap).collect();
         let find = |field: &str| {
             let index = indexes.iter().find(|i| i.keys.contains_key(field));
@@ -180,7 +158,7 @@ fn reads_a_document_written_in_flask_session_layout() {
                 "val": Binary { subtype: BinarySubtype::Generic, bytes: payload.clone() },
                 "expiration": DateTime::from_system_time(in_an_hour()),
             };
-            store.raw().insert_one(document).run().unwrap();
+            raw(store).insert_one(document).run().unwrap();
             let key = "session:from-flask";
             assert_eq!(store.load(key).unwrap(), Some(payload.clone()));
             assert!(!store.create(key, b"other", in_an_hour()).unwrap());
@@ -204,9 +182,8 @@ fn expired_document_not_yet_removed_reads_as_none() {
             "val": Binary { subtype: BinarySubtype::Generic, bytes: b"stale".to_vec() },
             "expiration": DateTime::from_system_time(SystemTime::now() - Duration::from_secs(5)),
         };
-        store.raw().insert_one(document).run().unwrap();
-        assert!(store
-            .raw()
+        raw(store).insert_one(document).run().unwrap();
+        assert!(raw(store)
             .find_one(doc! { "id": key })
             .run()
             .unwrap()
@@ -245,7 +222,7 @@ fn non_binary_val_is_a_decode_error() {
             "val": "not bytes",
             "expiration": DateTime::from_system_time(in_an_hour()),
         };
-        store.raw().insert_one(document).run().unwrap();
+        raw(store).insert_one(document).run().unwrap();
         let err = store.load("session:text").unwrap_err();
         assert!(matches!(err, Error::Decode(_)), "{err:?}");
     });

@@ -1,13 +1,16 @@
 //! The [`MemcachedStore`](super::MemcachedStore) and its builder.
 
 use std::fmt;
-use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::io;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::Store;
 use crate::{Error, Result};
+use server::{Conn, Exchange, Server};
+
+mod health;
+mod server;
 
 const DEFAULT_SERVER: &str = "127.0.0.1:11211";
 const DEFAULT_PORT: u16 = 11211;
@@ -100,6 +103,7 @@ pub struct MemcachedStoreBuilder {
     write_timeout: Duration,
     pool_size: usize,
     max_value_size: usize,
+    dead_server_backoff: Duration,
 }
 
 impl Default for MemcachedStoreBuilder {
@@ -111,6 +115,7 @@ impl Default for MemcachedStoreBuilder {
             write_timeout: Duration::from_secs(2),
             pool_size: 16,
             max_value_size: 1 << 20,
+            dead_server_backoff: Duration::from_secs(5),
         }
     }
 }
@@ -189,6 +194,28 @@ impl MemcachedStoreBuilder {
         self
     }
 
+    /// With several servers: how long a server that cannot be reached is left out. Its keys
+    /// then go to the server that ranks next for them, where they are absent (a session it held
+    /// starts afresh), and the request that found it dead is served there too. After the
+    /// back-off one request tries it again, and a server that answers is used again at once,
+    /// so its keys move back. Default: 5 seconds; `Duration::ZERO` turns this off (operations
+    /// on its keys fail while it is down). A single server is never left out.
+    ///
+    /// "Cannot be reached" means that no connection could be opened to it within the connect
+    /// timeout, or that a freshly opened one failed (reset, or no reply within the read
+    /// timeout). A timeout on a connection that had worked before fails only that operation.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// let builder = server_session::store::MemcachedStore::builder()
+    ///     .url("memcache://10.0.0.5,10.0.0.6,10.0.0.7")
+    ///     .dead_server_backoff(Duration::from_secs(10));
+    /// ```
+    pub fn dead_server_backoff(mut self, backoff: Duration) -> Self {
+        self.dead_server_backoff = backoff;
+        self
+    }
+
     /// Validates the settings and the URL. No connection is opened here: a server that is down
     /// is reported by the first store operation.
     ///
@@ -217,6 +244,7 @@ impl MemcachedStoreBuilder {
             inner: Arc::new(Inner {
                 servers,
                 max_value_size: self.max_value_size,
+                backoff: self.dead_server_backoff,
             }),
         })
     }
@@ -307,6 +335,13 @@ fn with_port(server: &str) -> Option<String> {
 /// and its ASCII `add`/`replace` cannot tell "stored" from "not stored". Its experimental
 /// `exp::MetaClient` is close, but adds about 15% in per-command `setsockopt` and probe calls.)
 ///
+/// With several servers (`memcache://a,b,c`) each key lives on one of them, by rendezvous
+/// hashing. A server that cannot be reached is left out for
+/// [`dead_server_backoff`](MemcachedStoreBuilder::dead_server_backoff) (5 s): its keys go to the
+/// next server, so the sessions it held start afresh and everything else keeps working; the
+/// request that found it dead pays one connect (or, for a server that accepts but never
+/// answers, one read) timeout at most and is served by the next server.
+///
 /// Cloning is cheap and shares the connection pools.
 ///
 /// ```no_run
@@ -325,6 +360,8 @@ pub struct MemcachedStore {
 struct Inner {
     servers: Vec<Server>,
     max_value_size: usize,
+    /// How long an unreachable server is left out; zero when servers are never left out.
+    backoff: Duration,
 }
 
 impl MemcachedStore {
@@ -369,23 +406,49 @@ impl MemcachedStore {
         self.inner.servers.iter().map(|s| s.addr.as_str())
     }
 
-    /// The server holding `key`: rendezvous (highest random weight) hashing.
-    fn server(&self, key: &str) -> &Server {
+    /// The server for `key`: the highest rendezvous (highest random weight) score among the
+    /// servers in use other than `skip`; when none is left, the highest score of all.
+    fn pick(&self, key: &str, skip: Option<&Server>) -> &Server {
         let servers = &self.inner.servers;
         let score = |s: &Server| mixed_hash(&[s.addr.as_bytes(), b"\0", key.as_bytes()]);
-        match servers.as_slice() {
-            [only] => only,
-            _ => servers
-                .iter()
-                .max_by_key(|s| score(s))
-                .unwrap_or(&servers[0]),
+        if let [only] = servers.as_slice() {
+            return only;
         }
+        let mut ranked: Vec<(u64, &Server)> = servers.iter().map(|s| (score(s), s)).collect();
+        ranked.sort_unstable_by_key(|&(score, _)| std::cmp::Reverse(score));
+        let backoff = self.inner.backoff;
+        ranked
+            .iter()
+            .map(|&(_, server)| server)
+            .filter(|&server| skip.is_none_or(|skip| !std::ptr::eq(server, skip)))
+            .find(|server| backoff.is_zero() || server.health.usable(backoff))
+            .unwrap_or(ranked[0].1)
     }
 
-    /// Validates the key, then runs `command` for it on its server.
+    /// Validates the key, then runs `command` for it on its server. A server found unreachable
+    /// is left out for the back-off and the command runs once more, on the next server.
     fn run<T>(&self, key: &str, command: impl Fn(&mut Conn) -> Exchange<T>) -> Result<T> {
         validate_key(key)?;
-        self.server(key).exchange(command)
+        let first = self.pick(key, None);
+        let failed = match first.exchange(&command) {
+            Ok(value) => return Ok(value),
+            Err(failed) => failed,
+        };
+        let backoff = self.inner.backoff;
+        if !failed.unreachable || backoff.is_zero() || self.inner.servers.len() < 2 {
+            return Err(failed.error);
+        }
+        first.leave_out(backoff, &failed.error);
+        let next = self.pick(key, Some(first));
+        if std::ptr::eq(next, first) {
+            return Err(failed.error);
+        }
+        next.exchange(&command).map_err(|again| {
+            if again.unreachable {
+                next.leave_out(backoff, &again.error);
+            }
+            again.error
+        })
     }
 
     fn check_size(&self, value: &[u8]) -> Result<()> {
@@ -487,240 +550,6 @@ impl Store for MemcachedStore {
             conn.send(format_args!("gat {exptime} {key}\r\n"), None)?;
             conn.retrieval()
         })
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Connections
-// ---------------------------------------------------------------------------------------------
-
-/// Why one command on one connection failed; the connection is closed either way.
-enum Failure {
-    /// A socket error.
-    Io(io::Error),
-    /// An error reply, or a reply that is not memcached's protocol.
-    Reply(String),
-    /// `SERVER_ERROR object too large for cache`.
-    TooLarge(usize),
-}
-
-type Exchange<T> = std::result::Result<T, Failure>;
-
-impl From<io::Error> for Failure {
-    fn from(e: io::Error) -> Self {
-        Failure::Io(e)
-    }
-}
-
-impl Failure {
-    /// Whether a reused connection was found closed or reset by the peer (a server restart):
-    /// the command is then retried once on a fresh connection.
-    fn is_stale(&self) -> bool {
-        matches!(self, Failure::Io(e) if matches!(e.kind(),
-            ErrorKind::BrokenPipe | ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted
-            | ErrorKind::UnexpectedEof | ErrorKind::NotConnected))
-    }
-
-    fn into_error(self, server: &str) -> Error {
-        let server = server.to_owned();
-        Error::Memcached(match self {
-            Failure::Io(source) => MemcachedError::Io { server, source },
-            Failure::Reply(reply) => MemcachedError::Server { server, reply },
-            Failure::TooLarge(len) => MemcachedError::ValueTooLarge { len },
-        })
-    }
-}
-
-/// One server: its address, timeouts and idle connections.
-#[derive(Debug)]
-struct Server {
-    addr: String,
-    connect_timeout: Duration,
-    read_timeout: Duration,
-    write_timeout: Duration,
-    pool_size: usize,
-    idle: Mutex<Vec<Conn>>,
-}
-
-impl Server {
-    fn new(addr: String, settings: &MemcachedStoreBuilder) -> Self {
-        Self {
-            addr,
-            connect_timeout: settings.connect_timeout,
-            read_timeout: settings.read_timeout,
-            write_timeout: settings.write_timeout,
-            pool_size: settings.pool_size,
-            idle: Mutex::new(Vec::new()),
-        }
-    }
-
-    fn idle(&self) -> MutexGuard<'_, Vec<Conn>> {
-        // The Vec is only pushed to and popped from: a panic cannot leave it inconsistent.
-        self.idle
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    /// Runs `command` on an idle connection (or a new one) and returns the connection to the
-    /// pool if it succeeded. A stale pooled connection is replaced and the command retried once.
-    fn exchange<T>(&self, command: impl Fn(&mut Conn) -> Exchange<T>) -> Result<T> {
-        let pooled = self.idle().pop();
-        let reused = pooled.is_some();
-        let mut conn = match pooled {
-            Some(conn) => conn,
-            None => self.dial()?,
-        };
-        let mut result = command(&mut conn);
-        if reused && result.as_ref().err().is_some_and(Failure::is_stale) {
-            conn = self.dial()?;
-            result = command(&mut conn);
-        }
-        match result {
-            Ok(value) => {
-                self.put_back(conn);
-                Ok(value)
-            }
-            Err(failure) => Err(failure.into_error(&self.addr)),
-        }
-    }
-
-    fn put_back(&self, mut conn: Conn) {
-        conn.out.clear();
-        conn.out.shrink_to(KEEP_BUFFER);
-        let mut idle = self.idle();
-        if idle.len() < self.pool_size {
-            idle.push(conn);
-        }
-    }
-
-    fn dial(&self) -> Result<Conn> {
-        self.try_dial()
-            .map_err(|source| Failure::Io(source).into_error(&self.addr))
-    }
-
-    fn try_dial(&self) -> io::Result<Conn> {
-        let mut last = io::Error::new(ErrorKind::NotFound, "the name resolved to no address");
-        for addr in self.addr.to_socket_addrs()? {
-            match TcpStream::connect_timeout(&addr, self.connect_timeout) {
-                Ok(stream) => return self.configure(stream),
-                Err(e) => last = e,
-            }
-        }
-        Err(last)
-    }
-
-    fn configure(&self, stream: TcpStream) -> io::Result<Conn> {
-        stream.set_nodelay(true)?;
-        stream.set_read_timeout(Some(self.read_timeout))?;
-        stream.set_write_timeout(Some(self.write_timeout))?;
-        Ok(Conn {
-            reader: BufReader::with_capacity(16 * 1024, stream),
-            out: Vec::with_capacity(512),
-            line: Vec::with_capacity(128),
-        })
-    }
-}
-
-/// A connection: the buffered socket, the request being built and the last reply line.
-#[derive(Debug)]
-struct Conn {
-    reader: BufReader<TcpStream>,
-    out: Vec<u8>,
-    line: Vec<u8>,
-}
-
-impl Conn {
-    /// Sends one command line, followed by a data block and its `\r\n` when given, in one write.
-    fn send(&mut self, line: fmt::Arguments<'_>, data: Option<&[u8]>) -> Exchange<()> {
-        self.out.clear();
-        self.out.write_fmt(line)?;
-        if let Some(data) = data {
-            self.out.extend_from_slice(data);
-            self.out.extend_from_slice(b"\r\n");
-        }
-        self.reader.get_mut().write_all(&self.out)?;
-        Ok(())
-    }
-
-    /// `add` / `replace`: true when `STORED`, false when `NOT_STORED`.
-    fn store(
-        &mut self,
-        verb: &str,
-        key: &str,
-        value: &[u8],
-        expires: SystemTime,
-    ) -> Exchange<bool> {
-        let exptime = exptime(expires, SystemTime::now());
-        let len = value.len();
-        self.send(
-            format_args!("{verb} {key} 0 {exptime} {len}\r\n"),
-            Some(value),
-        )?;
-        match self.read_line()? {
-            b"SERVER_ERROR object too large for cache" => Err(Failure::TooLarge(len)),
-            _ => self.parse_status(&[("STORED", true), ("NOT_STORED", false)]),
-        }
-    }
-
-    /// Reads a one-line reply that must be one of `expected`.
-    fn status<T: Copy>(&mut self, expected: &[(&str, T)]) -> Exchange<T> {
-        self.read_line()?;
-        self.parse_status(expected)
-    }
-
-    fn parse_status<T: Copy>(&self, expected: &[(&str, T)]) -> Exchange<T> {
-        expected
-            .iter()
-            .find(|(line, _)| line.as_bytes() == self.line.as_slice())
-            .map(|&(_, value)| value)
-            .ok_or_else(|| self.unexpected())
-    }
-
-    /// The reply to `get`/`gat` for one key: `VALUE <key> <flags> <bytes>`, the data, `END`;
-    /// or just `END` on a miss.
-    fn retrieval(&mut self) -> Exchange<Option<Vec<u8>>> {
-        if self.read_line()? == b"END" {
-            return Ok(None);
-        }
-        let len = self.value_len().ok_or_else(|| self.unexpected())?;
-        let mut value = vec![0; len + 2];
-        self.reader.read_exact(&mut value)?;
-        if !value.ends_with(b"\r\n") {
-            return Err(Failure::Reply("data block not followed by CRLF".into()));
-        }
-        value.truncate(len);
-        match self.read_line()? {
-            b"END" => Ok(Some(value)),
-            _ => Err(self.unexpected()),
-        }
-    }
-
-    /// The `<bytes>` of a `VALUE <key> <flags> <bytes>` line.
-    fn value_len(&self) -> Option<usize> {
-        let line = std::str::from_utf8(&self.line).ok()?;
-        let mut fields = line.strip_prefix("VALUE ")?.split(' ');
-        let (_key, _flags, len) = (fields.next()?, fields.next()?, fields.next()?);
-        len.parse().ok().filter(|&len| len <= MAX_ITEM)
-    }
-
-    /// Reads one reply line into `self.line`, without its `\r\n`.
-    fn read_line(&mut self) -> Exchange<&[u8]> {
-        self.line.clear();
-        (&mut self.reader)
-            .take(MAX_LINE)
-            .read_until(b'\n', &mut self.line)?;
-        if self.line.is_empty() {
-            return Err(io::Error::from(ErrorKind::UnexpectedEof).into());
-        }
-        if !self.line.ends_with(b"\r\n") {
-            return Err(Failure::Reply("reply line too long or cut short".into()));
-        }
-        self.line.truncate(self.line.len() - 2);
-        Ok(&self.line)
-    }
-
-    fn unexpected(&self) -> Failure {
-        Failure::Reply(String::from_utf8_lossy(&self.line).into_owned())
     }
 }
 

@@ -335,8 +335,9 @@ pub struct MongoStore {
 }
 
 impl MongoStore {
-    /// A store on the server at `url` (a `mongodb://` or `mongodb+srv://` URI), with every other setting at its default: database
-    /// `flask_session`, collection `sessions`, indexes created, 2-second timeouts.
+    /// A store on the server at `url` (a `mongodb://` or `mongodb+srv://` URI), with every
+    /// other setting at its default: database `flask_session`, collection `sessions`, indexes
+    /// created, 2-second timeouts.
     ///
     /// Errors as [`MongoStoreBuilder::build`].
     ///

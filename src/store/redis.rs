@@ -6,7 +6,6 @@ use ::redis::io::tcp::TcpSettings;
 use ::redis::{Client, Cmd, Connection, FromRedisValue, RedisError, Value};
 use r2d2::{ManageConnection, Pool};
 
-use super::Store;
 use crate::{Error, Result};
 
 /// Where a store with no URL and no client connects: Flask-Session's development default.
@@ -342,7 +341,7 @@ impl RedisStore {
 }
 
 /// Whether the error is an error reply the server sent, after which the connection is fine.
-fn is_server_reply(e: &RedisError) -> bool {
+pub(super) fn is_server_reply(e: &RedisError) -> bool {
     matches!(
         e.kind(),
         ::redis::ErrorKind::Server(_) | ::redis::ErrorKind::Extension
@@ -351,14 +350,14 @@ fn is_server_reply(e: &RedisError) -> bool {
 
 /// Milliseconds since the Unix epoch for `PXAT`/`PEXPIREAT`; at least 1, since Redis rejects 0
 /// and negative times but treats any time in the past as "already expired".
-fn unix_ms(t: SystemTime) -> u64 {
+pub(super) fn unix_ms(t: SystemTime) -> u64 {
     let ms = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis());
     u64::try_from(ms).unwrap_or(u64::MAX).max(1)
 }
 
 /// `SET key value <condition> PXAT ms`: true when the server stored the value (`OK`), false
 /// when the condition failed (nil).
-fn set_cmd(key: &str, value: &[u8], condition: &str, expires: SystemTime) -> Cmd {
+pub(super) fn set_cmd(key: &str, value: &[u8], condition: &str, expires: SystemTime) -> Cmd {
     let mut cmd = ::redis::cmd("SET");
     cmd.arg(key)
         .arg(value)
@@ -368,41 +367,71 @@ fn set_cmd(key: &str, value: &[u8], condition: &str, expires: SystemTime) -> Cmd
     cmd
 }
 
-fn is_ok(reply: &Value) -> bool {
+pub(super) fn is_ok(reply: &Value) -> bool {
     matches!(reply, Value::Okay)
 }
 
-impl Store for RedisStore {
-    fn load(&self, key: &str) -> Result<Option<Vec<u8>>> {
-        self.query(::redis::cmd("GET").arg(key))
-    }
+/// Implements [`Store`](super::Store) for a type with a `query(&self, &Cmd) -> Result<T>`
+/// method, one command per operation as the table on [`RedisStore`] shows. The
+/// `RedisClusterStore` shares it, so both stores send exactly the same commands.
+macro_rules! store_by_commands {
+    ($store:ty) => {
+        impl $crate::store::Store for $store {
+            fn load(&self, key: &str) -> $crate::Result<Option<Vec<u8>>> {
+                self.query(::redis::cmd("GET").arg(key))
+            }
 
-    fn create(&self, key: &str, value: &[u8], expires: SystemTime) -> Result<bool> {
-        let reply: Value = self.query(&set_cmd(key, value, "NX", expires))?;
-        Ok(is_ok(&reply))
-    }
+            fn create(
+                &self,
+                key: &str,
+                value: &[u8],
+                expires: ::std::time::SystemTime,
+            ) -> $crate::Result<bool> {
+                let cmd = $crate::store::redis::set_cmd(key, value, "NX", expires);
+                let reply: ::redis::Value = self.query(&cmd)?;
+                Ok($crate::store::redis::is_ok(&reply))
+            }
 
-    fn save(&self, key: &str, value: &[u8], expires: SystemTime) -> Result<bool> {
-        let reply: Value = self.query(&set_cmd(key, value, "XX", expires))?;
-        Ok(is_ok(&reply))
-    }
+            fn save(
+                &self,
+                key: &str,
+                value: &[u8],
+                expires: ::std::time::SystemTime,
+            ) -> $crate::Result<bool> {
+                let cmd = $crate::store::redis::set_cmd(key, value, "XX", expires);
+                let reply: ::redis::Value = self.query(&cmd)?;
+                Ok($crate::store::redis::is_ok(&reply))
+            }
 
-    fn touch(&self, key: &str, expires: SystemTime) -> Result<bool> {
-        let changed: i64 = self.query(::redis::cmd("PEXPIREAT").arg(key).arg(unix_ms(expires)))?;
-        Ok(changed == 1)
-    }
+            fn touch(&self, key: &str, expires: ::std::time::SystemTime) -> $crate::Result<bool> {
+                let ms = $crate::store::redis::unix_ms(expires);
+                let changed: i64 = self.query(::redis::cmd("PEXPIREAT").arg(key).arg(ms))?;
+                Ok(changed == 1)
+            }
 
-    fn delete(&self, key: &str) -> Result<()> {
-        let _removed: i64 = self.query(::redis::cmd("DEL").arg(key))?;
-        Ok(())
-    }
+            fn delete(&self, key: &str) -> $crate::Result<()> {
+                let _removed: i64 = self.query(::redis::cmd("DEL").arg(key))?;
+                Ok(())
+            }
 
-    fn load_and_touch(&self, key: &str, expires: SystemTime) -> Result<Option<Vec<u8>>> {
-        let mut cmd = ::redis::cmd("GETEX");
-        cmd.arg(key).arg("PXAT").arg(unix_ms(expires));
-        self.query(&cmd)
-    }
+            fn load_and_touch(
+                &self,
+                key: &str,
+                expires: ::std::time::SystemTime,
+            ) -> $crate::Result<Option<Vec<u8>>> {
+                let mut cmd = ::redis::cmd("GETEX");
+                cmd.arg(key)
+                    .arg("PXAT")
+                    .arg($crate::store::redis::unix_ms(expires));
+                self.query(&cmd)
+            }
+        }
+    };
 }
+#[cfg(feature = "redis-cluster")]
+pub(super) use store_by_commands;
+
+store_by_commands!(RedisStore);
 
 /// The r2d2 manager of our own pool: opens connections with the connect timeout, then sets
 /// the read and write timeouts the `redis` crate leaves unset.

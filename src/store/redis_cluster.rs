@@ -1,0 +1,576 @@
+//! The [`RedisClusterStore`](super::RedisClusterStore) and its builder.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ::redis::cluster::{ClusterClient, ClusterConnection, Connect};
+use ::redis::io::tcp::TcpSettings;
+use ::redis::{
+    Client, Cmd, Connection, ConnectionLike, FromRedisValue, IntoConnectionInfo, RedisError,
+    RedisResult, Value,
+};
+use r2d2::{ManageConnection, Pool};
+
+use super::redis::{is_server_reply, store_by_commands};
+use crate::{Error, Result};
+
+/// The scheme of a cluster URL: the seed nodes after it, separated by commas.
+const SCHEME: &str = "redis+cluster://";
+/// Bounds of the pause before the `redis` crate retries a `TRYAGAIN`, `CLUSTERDOWN`, `MASTERDOWN`
+/// or `LOADING` reply, in milliseconds (its own defaults start at 1.28 s).
+const RETRY_WAIT_MIN_MS: u64 = 20;
+const RETRY_WAIT_MAX_MS: u64 = 200;
+
+/// Configures and builds a [`RedisClusterStore`] with its own pool of cluster connections.
+///
+/// The settings and defaults are the [`RedisStore`](super::RedisStore)'s, plus the seed nodes
+/// and the number of redirect retries. No timeout is ever unlimited.
+///
+/// ```
+/// use std::time::Duration;
+/// use server_session::store::RedisClusterStore;
+///
+/// let store = RedisClusterStore::builder()
+///     .url("redis+cluster://10.0.0.1:6379,10.0.0.2:6379,10.0.0.3:6379")
+///     .read_timeout(Duration::from_millis(500))
+///     .pool_size(32)
+///     .build()?; // no I/O yet: connections are opened in the background
+/// # Ok::<(), server_session::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct RedisClusterStoreBuilder {
+    seeds: Seeds,
+    connect_timeout: Duration,
+    read_timeout: Duration,
+    write_timeout: Duration,
+    pool_size: u32,
+    checkout_timeout: Duration,
+    retries: u32,
+}
+
+#[derive(Debug, Clone)]
+enum Seeds {
+    None,
+    Url(String),
+    Nodes(Vec<String>),
+}
+
+impl Default for RedisClusterStoreBuilder {
+    fn default() -> Self {
+        Self {
+            seeds: Seeds::None,
+            connect_timeout: Duration::from_secs(1),
+            read_timeout: Duration::from_secs(2),
+            write_timeout: Duration::from_secs(2),
+            pool_size: 16,
+            checkout_timeout: Duration::from_secs(1),
+            retries: 1,
+        }
+    }
+}
+
+impl RedisClusterStoreBuilder {
+    /// The seed nodes, as `redis+cluster://[user:password@]host:port[,host:port...]`: the
+    /// store asks the first one that answers for the cluster's layout, then talks to every
+    /// node directly. List several (all masters, or all nodes) so that one dead node never
+    /// stops new connections. No default: a cluster has to be named.
+    ///
+    /// ```
+    /// let builder = server_session::store::RedisClusterStore::builder()
+    ///     .url("redis+cluster://:secret@10.0.0.1:6379,10.0.0.2:6379");
+    /// ```
+    pub fn url(mut self, url: impl Into<String>) -> Self {
+        self.seeds = Seeds::Url(url.into());
+        self
+    }
+
+    /// The seed nodes as `redis://` URLs, one per node (replaces [`url`](Self::url)); use
+    /// this form for `rediss://` (TLS, with one of the `redis` crate's TLS features). They
+    /// must all have the same credentials.
+    ///
+    /// ```
+    /// let builder = server_session::store::RedisClusterStore::builder()
+    ///     .nodes(["redis://10.0.0.1:6379", "redis://10.0.0.2:6379"]);
+    /// ```
+    pub fn nodes<I, S>(mut self, nodes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.seeds = Seeds::Nodes(nodes.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// How long opening a connection to one node may take, including its handshake and the
+    /// `PING` the cluster client sends on it. Default: 1 second.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// let builder = server_session::store::RedisClusterStore::builder().connect_timeout(Duration::from_millis(250));
+    /// ```
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// How long one attempt of a command may wait for its reply. Default: 2 seconds. The
+    /// `redis` crate retries a timed-out command (see [`retries`](Self::retries)), so a node
+    /// that stops answering fails an operation after `(retries + 1) × read_timeout`.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// let builder = server_session::store::RedisClusterStore::builder().read_timeout(Duration::from_secs(1));
+    /// ```
+    pub fn read_timeout(mut self, timeout: Duration) -> Self {
+        self.read_timeout = timeout;
+        self
+    }
+
+    /// How long sending a command may block. Default: 2 seconds.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// let builder = server_session::store::RedisClusterStore::builder().write_timeout(Duration::from_secs(1));
+    /// ```
+    pub fn write_timeout(mut self, timeout: Duration) -> Self {
+        self.write_timeout = timeout;
+        self
+    }
+
+    /// The most cluster connections the pool holds (it keeps them all open once made). Each
+    /// holds one socket per cluster node. Default: 16; size it to your worker threads.
+    ///
+    /// ```
+    /// let builder = server_session::store::RedisClusterStore::builder().pool_size(8);
+    /// ```
+    pub fn pool_size(mut self, size: u32) -> Self {
+        self.pool_size = size;
+        self
+    }
+
+    /// How long a store operation waits for a pooled connection (all busy, or no seed node
+    /// reachable) before failing with [`Error::Pool`]. Default: 1 second.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// let builder = server_session::store::RedisClusterStore::builder().checkout_timeout(Duration::from_millis(500));
+    /// ```
+    pub fn checkout_timeout(mut self, timeout: Duration) -> Self {
+        self.checkout_timeout = timeout;
+        self
+    }
+
+    /// How many times the `redis` crate retries a command after a redirect (`MOVED`, `ASK`),
+    /// a `TRYAGAIN`/`CLUSTERDOWN` reply (after a pause of 20 to 200 ms), a lost connection or
+    /// a timeout. Default: 1, enough to follow a slot that moved after a failover; 0 turns
+    /// retries off. Each retry may cost another [`read_timeout`](Self::read_timeout).
+    ///
+    /// ```
+    /// let builder = server_session::store::RedisClusterStore::builder().retries(2);
+    /// ```
+    pub fn retries(mut self, retries: u32) -> Self {
+        self.retries = retries;
+        self
+    }
+
+    /// Validates the settings and starts the pool, which opens its connections in the
+    /// background: a cluster that is down is reported by the first store operation, not here.
+    ///
+    /// Errors: [`Error::Config`] for no seed node, a malformed `redis+cluster://` URL, or a
+    /// zero timeout or pool size; [`Error::Redis`] for a node URL the `redis` crate rejects.
+    ///
+    /// ```
+    /// use server_session::{store::RedisClusterStore, Error};
+    ///
+    /// let err = RedisClusterStore::builder().build().unwrap_err();
+    /// assert!(matches!(err, Error::Config(_)));
+    /// let err = RedisClusterStore::builder().url("redis://127.0.0.1:7000").build().unwrap_err();
+    /// assert!(matches!(err, Error::Config(_)));
+    /// ```
+    pub fn build(self) -> Result<RedisClusterStore> {
+        self.validate()?;
+        let seeds = match &self.seeds {
+            Seeds::None => return Err(config("no seed node given (url or nodes)")),
+            Seeds::Url(url) => parse_url(url)?,
+            Seeds::Nodes(nodes) => nodes.clone(),
+        };
+        let client = ClusterClient::builder(seeds)
+            .connection_timeout(self.connect_timeout)
+            .response_timeout(self.read_timeout)
+            .retries(self.retries)
+            .min_retry_wait(RETRY_WAIT_MIN_MS)
+            .max_retry_wait(RETRY_WAIT_MAX_MS)
+            .retry_wait_formula(RETRY_WAIT_MIN_MS, 2)
+            .tcp_settings(TcpSettings::default().set_nodelay(true))
+            .build()?;
+        Ok(RedisClusterStore::start(
+            Connector {
+                client,
+                write_timeout: self.write_timeout,
+            },
+            &self,
+        ))
+    }
+
+    fn validate(&self) -> Result<()> {
+        let timeouts = [
+            ("connect_timeout", self.connect_timeout),
+            ("read_timeout", self.read_timeout),
+            ("write_timeout", self.write_timeout),
+            ("checkout_timeout", self.checkout_timeout),
+        ];
+        if let Some((name, _)) = timeouts.iter().find(|(_, t)| t.is_zero()) {
+            return Err(config(&format!("{name} must be above zero")));
+        }
+        if self.pool_size == 0 {
+            return Err(config("pool_size must be at least 1"));
+        }
+        Ok(())
+    }
+}
+
+fn config(why: &str) -> Error {
+    Error::Config(format!("RedisClusterStore: {why}"))
+}
+
+/// `redis+cluster://u:p@a:1,b:2/` -> `["redis://u:p@a:1", "redis://u:p@b:2"]`.
+fn parse_url(url: &str) -> Result<Vec<String>> {
+    let invalid = |why: &str| config(&format!("URL {url:?}: {why}"));
+    let rest = url.strip_prefix(SCHEME).ok_or_else(|| {
+        invalid("expected redis+cluster://[user:password@]host:port[,host:port...]")
+    })?;
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    let (credentials, hosts) = match rest.rsplit_once('@') {
+        Some((credentials, hosts)) => (format!("{credentials}@"), hosts),
+        None => (String::new(), rest),
+    };
+    if hosts.contains(['/', '?', '#']) {
+        return Err(invalid("only nodes are supported (no database, no query)"));
+    }
+    let node = |host: &str| {
+        if host.is_empty() || host.contains(char::is_whitespace) {
+            return Err(invalid("empty or malformed node"));
+        }
+        Ok(format!("redis://{credentials}{host}"))
+    };
+    hosts.split(',').map(str::trim).map(node).collect()
+}
+
+/// Sessions in a Redis Cluster, with the [`RedisStore`](super::RedisStore)'s commands and key
+/// layout: each session is one key, `prefix + id`, in the hash slot its name maps to, so
+/// sessions spread over every master. The operations are the `RedisStore`'s (`GET`,
+/// `SET NX/XX PXAT`, `PEXPIREAT`, `DEL`, `GETEX PXAT`; Redis 6.2 or later), each sent to the
+/// master that owns the key's slot, in one round trip when the client's map of the cluster is
+/// current. Reads never go to replicas, so a session is never read older than it was written.
+///
+/// The pool holds `redis` crate [`ClusterConnection`]s, each with its own map of the cluster
+/// and one socket per node. The crate follows `MOVED`/`ASK` redirects and refreshes its map on
+/// them. When a node's process dies, its sockets are refused or reset: the store then drops
+/// that pooled connection and retries the operation once on a fresh one, built from the
+/// current layout, so the first request after a replica's promotion already succeeds.
+/// Timeouts are not retried a second time this way.
+///
+/// While a master is down and not yet replaced, operations on sessions in its slots fail with
+/// [`Error::Redis`] (an I/O error, usually at once: the port refuses connections) or
+/// [`Error::Pool`]; sessions in other slots keep working when the cluster runs with
+/// `cluster-require-full-coverage no`. Redis replicates asynchronously: a write the old master
+/// acknowledged but had not yet sent to its replica is lost in the failover.
+///
+/// Cloning is cheap and shares the pool.
+///
+/// ```no_run
+/// use server_session::{store::RedisClusterStore, Config, SessionManager};
+///
+/// let store = RedisClusterStore::open("redis+cluster://127.0.0.1:7000,127.0.0.1:7001,127.0.0.1:7002")?;
+/// let manager = SessionManager::new(store, Config::default());
+/// # Ok::<(), server_session::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct RedisClusterStore {
+    pool: Pool<Connector>,
+    /// The pool's connector, to build a connection outside the pool after a node failed.
+    connector: Arc<Connector>,
+}
+
+impl RedisClusterStore {
+    /// A builder with every setting at its default.
+    ///
+    /// ```
+    /// let builder = server_session::store::RedisClusterStore::builder();
+    /// ```
+    pub fn builder() -> RedisClusterStoreBuilder {
+        RedisClusterStoreBuilder::default()
+    }
+
+    /// A store on the cluster whose seed nodes `url` lists
+    /// (`redis+cluster://[user:password@]host:port[,host:port...]`), with the default pool and
+    /// timeouts.
+    ///
+    /// ```no_run
+    /// let store = server_session::store::RedisClusterStore::open(
+    ///     "redis+cluster://127.0.0.1:7000,127.0.0.1:7001,127.0.0.1:7002",
+    /// )?;
+    /// # Ok::<(), server_session::Error>(())
+    /// ```
+    pub fn open(url: &str) -> Result<Self> {
+        Self::builder().url(url).build()
+    }
+
+    fn start(connector: Connector, settings: &RedisClusterStoreBuilder) -> Self {
+        let connector = Arc::new(connector);
+        let pool = Pool::builder()
+            .max_size(settings.pool_size)
+            .connection_timeout(settings.checkout_timeout)
+            .test_on_check_out(false)
+            .build_unchecked(Connector::clone(&connector));
+        Self { pool, connector }
+    }
+
+    /// Runs one command on a pooled cluster connection and converts its reply.
+    ///
+    /// An error that is not a server's reply marks the connection broken, so the pool drops it
+    /// and its stale map of the cluster. Unless it was a timeout, the command is then retried
+    /// once on a fresh connection, which learns the current layout from the seed nodes.
+    fn query<T: FromRedisValue>(&self, cmd: &Cmd) -> Result<T> {
+        let mut pooled = self.pool.get()?;
+        let error = match cmd.query(&mut pooled.connection) {
+            Ok(reply) => return Ok(reply),
+            Err(e) => e,
+        };
+        if is_server_reply(&error) {
+            return Err(error.into());
+        }
+        pooled.broken = true;
+        drop(pooled);
+        if error.is_timeout() {
+            return Err(error.into());
+        }
+        log::debug!("Redis Cluster node failed ({error}); retrying on a fresh connection");
+        let mut fresh = self.connector.connect()?;
+        Ok(cmd.query(&mut fresh.connection)?)
+    }
+}
+
+store_by_commands!(RedisClusterStore);
+
+/// Makes the pool's cluster connections: bounded timeouts on every node socket, `TCP_NODELAY`.
+#[derive(Debug, Clone)]
+struct Connector {
+    client: ClusterClient,
+    write_timeout: Duration,
+}
+
+/// A pooled cluster connection, and whether a failed command left it unfit for reuse.
+struct Pooled {
+    connection: ClusterConnection<Node>,
+    broken: bool,
+}
+
+impl ManageConnection for Connector {
+    type Connection = Pooled;
+    type Error = RedisError;
+
+    fn connect(&self) -> RedisResult<Pooled> {
+        // The generic form is the only way to give the cluster client node connections whose
+        // first `PING` has a timeout (see `Node`).
+        let connection = self.client.get_generic_connection::<Node>()?;
+        connection.set_write_timeout(Some(self.write_timeout))?;
+        Ok(Pooled {
+            connection,
+            broken: false,
+        })
+    }
+
+    /// Only called if someone turns `test_on_check_out` back on; our pool never does.
+    fn is_valid(&self, conn: &mut Pooled) -> RedisResult<()> {
+        match conn.connection.check_connection() {
+            true => Ok(()),
+            false => Err(RedisError::from((
+                ::redis::ErrorKind::Io,
+                "a cluster node did not answer PING",
+            ))),
+        }
+    }
+
+    fn has_broken(&self, conn: &mut Pooled) -> bool {
+        conn.broken || !conn.connection.is_open()
+    }
+}
+
+/// One node socket of a cluster connection.
+///
+/// The `redis` crate's own node connection drops its connect timeout after the handshake and
+/// sends the cluster client's `PING` with no timeout at all, so a node that accepts connections
+/// but never answers (a stopped process) would hang it forever. This one keeps the connect
+/// timeout on the socket until the cluster client sets its read and write timeouts, and never
+/// accepts "no timeout".
+struct Node(Connection);
+
+impl Connect for Node {
+    fn connect<T: IntoConnectionInfo>(info: T, timeout: Option<Duration>) -> RedisResult<Self> {
+        let client = Client::open(info.into_connection_info()?)?;
+        let timeout = timeout.unwrap_or(Duration::from_secs(1));
+        let connection = client.get_connection_with_timeout(timeout)?;
+        connection.set_read_timeout(Some(timeout))?;
+        connection.set_write_timeout(Some(timeout))?;
+        Ok(Node(connection))
+    }
+
+    fn send_packed_command(&mut self, cmd: &[u8]) -> RedisResult<()> {
+        self.0.send_packed_command(cmd)
+    }
+
+    /// `None` ("no timeout") keeps the current timeout.
+    fn set_write_timeout(&self, timeout: Option<Duration>) -> RedisResult<()> {
+        match timeout {
+            Some(_) => self.0.set_write_timeout(timeout),
+            None => Ok(()),
+        }
+    }
+
+    /// `None` ("no timeout") keeps the current timeout.
+    fn set_read_timeout(&self, timeout: Option<Duration>) -> RedisResult<()> {
+        match timeout {
+            Some(_) => self.0.set_read_timeout(timeout),
+            None => Ok(()),
+        }
+    }
+
+    fn recv_response(&mut self) -> RedisResult<Value> {
+        self.0.recv_response()
+    }
+}
+
+impl ConnectionLike for Node {
+    fn req_packed_command(&mut self, cmd: &[u8]) -> RedisResult<Value> {
+        self.0.req_packed_command(cmd)
+    }
+
+    fn req_packed_commands(
+        &mut self,
+        cmd: &[u8],
+        offset: usize,
+        count: usize,
+    ) -> RedisResult<Vec<Value>> {
+        self.0.req_packed_commands(cmd, offset, count)
+    }
+
+    fn req_command(&mut self, cmd: &Cmd) -> RedisResult<Value> {
+        self.0.req_command(cmd)
+    }
+
+    fn get_db(&self) -> i64 {
+        self.0.get_db()
+    }
+
+    fn check_connection(&mut self) -> bool {
+        self.0.check_connection()
+    }
+
+    fn is_open(&self) -> bool {
+        self.0.is_open()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        let parse = |url| parse_url(url).ok();
+        assert_eq!(
+            parse("redis+cluster://127.0.0.1:7000,127.0.0.1:7001/"),
+            Some(vec![
+                "redis://127.0.0.1:7000".into(),
+                "redis://127.0.0.1:7001".into()
+            ])
+        );
+        assert_eq!(
+            parse("redis+cluster://user:p%40ss@a:1, b:2"),
+            Some(vec![
+                "redis://user:p%40ss@a:1".into(),
+                "redis://user:p%40ss@b:2".into()
+            ])
+        );
+        assert_eq!(
+            parse("redis+cluster://[::1]:7000"),
+            Some(vec!["redis://[::1]:7000".into()])
+        );
+        for bad in [
+            "redis://a:1",
+            "redis+cluster://",
+            "redis+cluster://a:1,,b:2",
+            "redis+cluster://a:1/0",
+            "redis+cluster://a:1?protocol=resp3",
+        ] {
+            assert_eq!(parse(bad), None, "{bad}");
+        }
+    }
+
+    /// A fake node that answers the connection handshake (`CLIENT SETINFO`) and then nothing.
+    fn node_that_stalls_after_the_handshake() -> String {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = format!("redis://{}", listener.local_addr().unwrap());
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                std::thread::spawn(move || answer_client_commands_only(stream));
+            }
+        });
+        addr
+    }
+
+    fn answer_client_commands_only(stream: std::net::TcpStream) {
+        use std::io::{BufRead, Write};
+        let mut writer = stream.try_clone().unwrap();
+        let mut lines = std::io::BufReader::new(stream)
+            .lines()
+            .map_while(|l| l.ok());
+        while let Some(header) = lines.next() {
+            let args: usize = header.trim_start_matches('*').parse().unwrap_or(0);
+            let words: Vec<String> = (0..args).filter_map(|_| lines.nth(1)).collect();
+            if words
+                .first()
+                .is_some_and(|w| w.eq_ignore_ascii_case("CLIENT"))
+            {
+                let _ = writer.write_all(b"+OK\r\n");
+            }
+        }
+    }
+
+    /// The cluster client's `PING` right after connecting is bounded by the connect timeout,
+    /// and "no timeout" never replaces a timeout.
+    #[test]
+    fn node_sockets_never_wait_forever() {
+        let timeout = Duration::from_millis(200);
+        let mut node =
+            Node::connect(node_that_stalls_after_the_handshake(), Some(timeout)).unwrap();
+        node.set_read_timeout(None).unwrap();
+        node.set_write_timeout(None).unwrap();
+        let start = std::time::Instant::now();
+        let err = node.req_command(&::redis::cmd("PING")).unwrap_err();
+        assert!(err.is_timeout(), "{err:?}");
+        assert!(
+            start.elapsed() < Duration::from_millis(600),
+            "{:?}",
+            start.elapsed()
+        );
+    }
+
+    #[test]
+    fn settings_are_validated() {
+        let seeded = || RedisClusterStore::builder().url("redis+cluster://127.0.0.1:7000");
+        assert!(seeded().build().is_ok());
+        for builder in [
+            seeded().connect_timeout(Duration::ZERO),
+            seeded().read_timeout(Duration::ZERO),
+            seeded().write_timeout(Duration::ZERO),
+            seeded().checkout_timeout(Duration::ZERO),
+            seeded().pool_size(0),
+        ] {
+            assert!(matches!(builder.build(), Err(Error::Config(_))));
+        }
+        let mixed = RedisClusterStore::builder().nodes(["redis://:a@h:1", "redis://:b@h:2"]);
+        assert!(matches!(mixed.build(), Err(Error::Redis(_))));
+    }
+}
