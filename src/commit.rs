@@ -103,6 +103,7 @@ fn write<S: Store, C: Codec>(
 ) -> Result<String> {
     let manager = session.manager;
     let bytes = manager.codec().encode(data)?;
+    let created;
     let id = match (&session.id, session.stored) {
         (Some(id), true) => {
             if !manager
@@ -112,11 +113,14 @@ fn write<S: Store, C: Codec>(
                 log::info!("session ended by another request before this one saved it");
                 return Ok(manager.deletion_cookie());
             }
-            id.clone()
+            id
         }
-        _ => create(session, &bytes, expires)?,
+        _ => {
+            created = create(session, &bytes, expires)?;
+            &created
+        }
     };
-    Ok(manager.session_cookie(&id, is_permanent(data), expires))
+    Ok(cookie_for(session, id, is_permanent(data), expires))
 }
 
 fn create<S: Store, C: Codec>(
@@ -151,7 +155,7 @@ fn refresh_loaded<S: Store, C: Codec>(
     {
         return Ok(None);
     }
-    Ok(is_permanent(data).then(|| manager.session_cookie(id, true, expires)))
+    Ok(is_permanent(data).then(|| cookie_for(session, id, true, expires)))
 }
 
 /// The handler never read the session: extend its expiry and, to honour its permanence
@@ -171,5 +175,17 @@ fn refresh_unloaded<S: Store, C: Codec>(
     let permanent = manager
         .decode_or_discard(&key, &bytes)?
         .is_some_and(|d| is_permanent(&d));
-    Ok(permanent.then(|| manager.session_cookie(id, true, expires)))
+    Ok(permanent.then(|| cookie_for(session, id, true, expires)))
+}
+
+fn cookie_for<S: Store, C: Codec>(
+    session: &Session<'_, S, C>,
+    id: &SessionId,
+    permanent: bool,
+    expires: SystemTime,
+) -> String {
+    let signed_cookie = session.signed_cookie.as_deref();
+    session
+        .manager
+        .session_cookie(id, signed_cookie, permanent, expires)
 }

@@ -31,11 +31,22 @@ fn unquote(value: &str) -> &str {
         .unwrap_or(value)
 }
 
-/// The `Set-Cookie` value carrying `value`; `expires` is given for permanent sessions only.
-pub(crate) fn session_cookie(config: &Config, value: &str, expires: Option<SystemTime>) -> String {
-    let mut out = format!("{}={}", config.cookie_name(), value);
+/// Room for a typical `Set-Cookie` value, so that building one allocates once.
+const TYPICAL_COOKIE_LEN: usize = 192;
+
+/// The `Set-Cookie` value whose cookie value `write_value` appends; `expires` is given for
+/// permanent sessions only.
+pub(crate) fn session_cookie(
+    config: &Config,
+    expires: Option<SystemTime>,
+    write_value: impl FnOnce(&mut String),
+) -> String {
+    let mut out = String::with_capacity(TYPICAL_COOKIE_LEN);
+    out.push_str(config.cookie_name());
+    out.push('=');
+    write_value(&mut out);
     if let Some(expires) = expires {
-        let _ = write!(out, "; Expires={}", httpdate::fmt_http_date(expires));
+        let _ = write!(out, "; Expires={}", httpdate::HttpDate::from(expires));
     }
     push_attributes(&mut out, config);
     out
@@ -109,7 +120,7 @@ mod tests {
             .unwrap();
         let expires = UNIX_EPOCH + Duration::from_secs(1_798_761_600);
         assert_eq!(
-            session_cookie(&config, "abc", Some(expires)),
+            session_cookie(&config, Some(expires), |out| out.push_str("abc")),
             "session=abc; Expires=Fri, 01 Jan 2027 00:00:00 GMT; Domain=example.com; \
              Path=/app; Secure; HttpOnly; SameSite=Strict"
         );
@@ -122,7 +133,10 @@ mod tests {
             .cookie_same_site(None)
             .build()
             .unwrap();
-        assert_eq!(session_cookie(&config, "abc", None), "session=abc; Path=/");
+        assert_eq!(
+            session_cookie(&config, None, |out| out.push_str("abc")),
+            "session=abc; Path=/"
+        );
     }
 
     #[test]

@@ -67,10 +67,13 @@ impl<S: Store, C: Codec> SessionManager<S, C> {
     /// cookie is found, its signature verified in constant time (when signing is on) and the
     /// id validated; anything invalid yields a new, empty session.
     pub fn open(&self, cookie_header: Option<&str>) -> Session<'_, S, C> {
-        let id = cookie_header.and_then(|header| {
-            cookie::values(header, self.config.cookie_name()).find_map(|v| self.incoming_id(v))
+        let incoming = cookie_header.and_then(|header| {
+            cookie::values(header, self.config.cookie_name()).find_map(|v| self.incoming(v))
         });
-        Session::new(self, id)
+        match incoming {
+            Some((id, signed_cookie)) => Session::new(self, Some(id), signed_cookie),
+            None => Session::new(self, None, None),
+        }
     }
 
     /// The store.
@@ -88,13 +91,16 @@ impl<S: Store, C: Codec> SessionManager<S, C> {
         &self.config
     }
 
-    fn incoming_id(&self, value: &str) -> Option<SessionId> {
+    /// The id in an incoming cookie value, and the value itself when the current key signed
+    /// it: the commit sends such a value back as it came instead of signing the id again.
+    fn incoming(&self, value: &str) -> Option<(SessionId, Option<String>)> {
         let Some(signer) = &self.signer else {
-            return SessionId::parse(value);
+            return Some((SessionId::parse(value)?, None));
         };
         let (sid, _) = value.rsplit_once('.')?;
         let id = SessionId::parse(sid)?;
-        signer.unsign(value).map(|_| id)
+        let (_, by_current_key) = signer.verify(value)?;
+        Some((id, by_current_key.then(|| value.to_owned())))
     }
 
     pub(crate) fn store_key(&self, id: &SessionId) -> String {
@@ -142,17 +148,27 @@ impl<S: Store, C: Codec> SessionManager<S, C> {
     }
 
     /// The `Set-Cookie` value naming `id`, with `Expires` for permanent sessions.
+    /// `signed_cookie` is the incoming value the current key signed, if any: when it names `id`
+    /// it is what signing would produce, so it is sent as it is.
     pub(crate) fn session_cookie(
         &self,
         id: &SessionId,
+        signed_cookie: Option<&str>,
         permanent: bool,
         expires: SystemTime,
     ) -> String {
-        let value = match &self.signer {
-            Some(signer) => signer.sign(id.as_str()),
-            None => id.as_str().to_owned(),
-        };
-        cookie::session_cookie(&self.config, &value, permanent.then_some(expires))
+        let reusable = signed_cookie.filter(|value| {
+            value
+                .strip_prefix(id.as_str())
+                .is_some_and(|rest| rest.starts_with('.'))
+        });
+        cookie::session_cookie(&self.config, permanent.then_some(expires), |out| {
+            match (&self.signer, reusable) {
+                (Some(_), Some(value)) => out.push_str(value),
+                (Some(signer), None) => signer.sign_into(id.as_str(), out),
+                (None, _) => out.push_str(id.as_str()),
+            }
+        })
     }
 
     pub(crate) fn deletion_cookie(&self) -> String {

@@ -42,6 +42,9 @@ pub struct Session<'m, S: Store, C: Codec> {
     pub(crate) accessed: bool,
     /// An id to delete at commit: the old id after `regenerate`.
     pub(crate) stale_id: Option<SessionId>,
+    /// The incoming cookie value when the current key signed it (see
+    /// `SessionManager::session_cookie`).
+    pub(crate) signed_cookie: Option<String>,
 }
 
 impl<S: Store, C: Codec> std::fmt::Debug for Session<'_, S, C> {
@@ -57,7 +60,11 @@ impl<S: Store, C: Codec> std::fmt::Debug for Session<'_, S, C> {
 }
 
 impl<'m, S: Store, C: Codec> Session<'m, S, C> {
-    pub(crate) fn new(manager: &'m SessionManager<S, C>, id: Option<SessionId>) -> Self {
+    pub(crate) fn new(
+        manager: &'m SessionManager<S, C>,
+        id: Option<SessionId>,
+        signed_cookie: Option<String>,
+    ) -> Self {
         Self {
             manager,
             id,
@@ -66,6 +73,7 @@ impl<'m, S: Store, C: Codec> Session<'m, S, C> {
             modified: false,
             accessed: false,
             stale_id: None,
+            signed_cookie,
         }
     }
 

@@ -42,26 +42,38 @@ impl Signer {
 
     /// `sid.signature` signed with the current key.
     pub fn sign(&self, sid: &str) -> String {
-        let tag = hmac::sign(&self.keys[0], sid.as_bytes());
         let mut out = String::with_capacity(sid.len() + 28);
+        self.sign_into(sid, &mut out);
+        out
+    }
+
+    /// Appends `sid.signature`, signed with the current key, to `out`.
+    pub(crate) fn sign_into(&self, sid: &str, out: &mut String) {
+        let tag = hmac::sign(&self.keys[0], sid.as_bytes());
         out.push_str(sid);
         out.push('.');
-        URL_SAFE_NO_PAD.encode_string(tag.as_ref(), &mut out);
-        out
+        URL_SAFE_NO_PAD.encode_string(tag.as_ref(), out);
     }
 
     /// The id inside `value` when its signature verifies under any key (in constant time),
     /// else `None`.
     pub fn unsign<'a>(&self, value: &'a str) -> Option<&'a str> {
+        self.verify(value).map(|(sid, _)| sid)
+    }
+
+    /// The id inside `value` when its signature verifies under any key, and whether the
+    /// current key made it. Such a value is exactly what [`Signer::sign`] returns for the id:
+    /// the signature decodes only from its one canonical base64 form.
+    pub(crate) fn verify<'a>(&self, value: &'a str) -> Option<(&'a str, bool)> {
         let (sid, signature) = value.rsplit_once('.')?;
         let mut tag = [0u8; SHA1_LEN + 2];
         let len = URL_SAFE_NO_PAD.decode_slice(signature, &mut tag).ok()?;
         let tag = &tag[..len];
-        let valid = self
+        let key = self
             .keys
             .iter()
-            .any(|key| hmac::verify(key, sid.as_bytes(), tag).is_ok());
-        valid.then_some(sid)
+            .position(|key| hmac::verify(key, sid.as_bytes(), tag).is_ok())?;
+        Some((sid, key == 0))
     }
 }
 
@@ -138,5 +150,31 @@ mod tests {
         assert_eq!(rotated.unsign(&old_cookie), Some("abc"));
         assert_eq!(rotated.sign("abc"), new_only.sign("abc"));
         assert_eq!(new_only.unsign(&old_cookie), None);
+    }
+
+    #[test]
+    fn verify_tells_whether_the_current_key_signed() {
+        let rotated = Signer::with_fallbacks("new", ["old"]);
+        let current = rotated.sign("abc");
+        assert_eq!(rotated.verify(&current), Some(("abc", true)));
+        assert_eq!(
+            rotated.verify(&Signer::new("old").sign("abc")),
+            Some(("abc", false))
+        );
+        assert_eq!(rotated.verify("abc.UOOlglGtLOKQM3OFkrI8bWIohNg"), None);
+    }
+
+    #[test]
+    fn only_the_canonical_encoding_of_a_signature_verifies() {
+        // 27 base64 characters carry 162 bits for a 160-bit tag: the last character's two low
+        // bits must be zero, so no second spelling of a valid cookie exists.
+        let signer = Signer::new("secret");
+        assert!(signer.unsign("abc.UOOlglGtLOKQM3OFkrI8bWIohNg").is_some());
+        for spelling in [
+            "abc.UOOlglGtLOKQM3OFkrI8bWIohNh",
+            "abc.UOOlglGtLOKQM3OFkrI8bWIohNi",
+        ] {
+            assert_eq!(signer.unsign(spelling), None, "{spelling}");
+        }
     }
 }

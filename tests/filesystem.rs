@@ -364,6 +364,39 @@ fn threshold_prunes_expired_first_then_closest_to_expiry() {
 }
 
 #[test]
+fn a_prune_leaves_room_for_a_tenth_of_the_threshold() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::builder()
+        .directory(dir.path())
+        .threshold(20)
+        .build()
+        .unwrap();
+    for i in 0..21 {
+        assert!(store
+            .create(&format!("k{i}"), b"v", in_secs(100 + i))
+            .unwrap());
+    }
+    assert_eq!(
+        entry_count(dir.path()),
+        18,
+        "pruned to 90% of the threshold"
+    );
+    assert!(store.load("k20").unwrap().is_some() && store.load("k2").unwrap().is_none());
+    for i in 21..23 {
+        assert!(store
+            .create(&format!("k{i}"), b"v", in_secs(100 + i))
+            .unwrap());
+    }
+    assert_eq!(
+        entry_count(dir.path()),
+        20,
+        "no prune while at or under the threshold"
+    );
+    assert!(store.create("k23", b"v", in_secs(123)).unwrap());
+    assert_eq!(entry_count(dir.path()), 18);
+}
+
+#[test]
 fn threshold_counts_files_already_in_the_directory() {
     let dir = tempfile::tempdir().unwrap();
     let unlimited = FileStore::builder()

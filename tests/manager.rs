@@ -385,6 +385,36 @@ fn signed_cookies_verify_and_rotate() {
 }
 
 #[test]
+fn a_current_signature_is_sent_back_and_a_new_id_is_signed_afresh() {
+    let m = manager(
+        Config::builder()
+            .use_signer(true)
+            .secret_key("key")
+            .build()
+            .unwrap(),
+    );
+    let cookie = first_visit(&m);
+    let mut s = m.open(Some(&cookie));
+    s.insert("visits", &2).unwrap();
+    let resent = cookie_pair(s.commit().unwrap().set_cookie().unwrap());
+    assert_eq!(resent, cookie);
+
+    let mut s = m.open(Some(&cookie));
+    s.regenerate().unwrap();
+    let regenerated = cookie_pair(s.commit().unwrap().set_cookie().unwrap());
+    let value = cookie_value(&regenerated);
+    let (new_id, _) = value.split_once('.').unwrap();
+    assert_ne!(regenerated, cookie);
+    assert_eq!(
+        value,
+        server_session::Signer::new("key").sign(new_id),
+        "the new id carries its own signature"
+    );
+    let mut s = m.open(Some(&regenerated));
+    assert_eq!(s.get::<u32>("visits").unwrap(), Some(2));
+}
+
+#[test]
 fn the_first_valid_cookie_of_several_wins() {
     let m = default_manager();
     let cookie = first_visit(&m);

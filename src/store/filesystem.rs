@@ -81,11 +81,11 @@ impl FileStoreBuilder {
     /// The most session files to keep (`SESSION_FILE_THRESHOLD`); 0 means unlimited. Default: 500.
     ///
     /// When a `create` takes the count over the threshold, expired files are removed, then the
-    /// files closest to expiry, until at most `threshold` remain. The count is kept in memory
-    /// and re-read from the directory at each prune, so with several processes sharing one
-    /// directory the bound is approximate. Once the store is full, every `create` lists the
-    /// directory (as Flask's cachelib does): keep the threshold modest, or use 0 and a
-    /// [`Sweeper`](crate::store::Sweeper) for large numbers of sessions.
+    /// files closest to expiry, until at most 90% of `threshold` remain (all of it below 10).
+    /// The count is kept in memory and re-read from the directory at each prune, so with
+    /// several processes sharing one directory the bound is approximate. Once the store is
+    /// full, one `create` in `threshold / 10` lists the directory: keep the threshold modest,
+    /// or use 0 and a [`Sweeper`](crate::store::Sweeper) for large numbers of sessions.
     ///
     /// ```
     /// let builder = server_session::store::FileStore::builder().threshold(0); // unlimited
@@ -326,14 +326,16 @@ impl FileStore {
     }
 
     /// After a create went over the threshold: removes dead files, then the files closest to
-    /// expiry (never `keep`, the one just created) until at most `threshold` remain.
+    /// expiry (never `keep`, the one just created) until at most 90% of `threshold` remain,
+    /// so that the directory is listed once per tenth of the threshold, not on every create.
     fn prune(&self, locked: &mut Locked<'_>, keep: &str) -> Result<()> {
         let now = now_ms();
         let mut ranked = self.rank_entries(keep, now)?;
         ranked.sort_unstable();
+        let low_water = self.threshold - self.threshold / 10;
         let mut remaining = ranked.len() + 1;
         for (rank, name) in ranked {
-            if rank != 0 && remaining <= self.threshold {
+            if rank != 0 && remaining <= low_water {
                 break;
             }
             if remove_file(&self.path(&name))? {

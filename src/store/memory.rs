@@ -65,19 +65,15 @@ impl Inner {
 
     fn evict_expired(&mut self, limit: usize) -> usize {
         let now = SystemTime::now();
-        let expired: Vec<String> = self
-            .entries
-            .iter()
-            .filter(|(_, e)| !e.is_live(now))
-            .map(|(k, _)| k.clone())
-            .take(limit)
-            .collect();
-        for key in &expired {
-            self.entries.remove(key);
-        }
+        let mut evicted = 0;
+        self.entries.retain(|_, entry| {
+            let evict = evicted < limit && !entry.is_live(now);
+            evicted += usize::from(evict);
+            !evict
+        });
         self.writes_since_eviction = 0;
         self.size_after_eviction = self.entries.len();
-        expired.len()
+        evicted
     }
 }
 
