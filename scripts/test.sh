@@ -17,3 +17,5 @@ cargo fmt --all -- --check
 cargo clippy --all-targets --all-features -- -D warnings
 RUSTDOCFLAGS="-D warnings" cargo doc --all-features --no-deps
 cargo test --all-features
+# Every fuzz target from its committed corpus, briefly: catches a regression on untrusted input.
+bash scripts/fuzz.sh "${SERVER_SESSION_FUZZ_SECONDS:-30}"

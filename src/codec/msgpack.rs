@@ -61,8 +61,11 @@ impl Codec for MsgPack {
             return Err(MsgPackError::TrailingBytes(rest.len()).into());
         }
         let map = into_session_map(value)?;
-        // Whatever decodes must encode again, or the session could never be saved.
-        write_session(&mut std::io::sink(), &map).map_err(Error::Decode)?;
+        // Whatever decodes must encode again, or the session could never be saved: lengths
+        // fit by construction, so only the nesting limit, which encoding enforces, is left.
+        if map.values().any(|value| too_deep(value, 1)) {
+            return Err(MsgPackError::TooDeep.into());
+        }
         Ok(map)
     }
 }
@@ -185,6 +188,21 @@ fn write_map<W: Write>(
         write_value(wr, value, depth)?;
     }
     Ok(())
+}
+
+/// Whether `value`, found inside `depth` arrays and maps, nests deeper than [`MAX_NESTING`].
+fn too_deep(value: &Value, depth: usize) -> bool {
+    let inner = depth + 1;
+    match value {
+        Value::Array(items) => inner > MAX_NESTING || items.iter().any(|v| too_deep(v, inner)),
+        Value::Map(entries) => {
+            inner > MAX_NESTING
+                || entries
+                    .iter()
+                    .any(|(k, v)| too_deep(k, inner) || too_deep(v, inner))
+        }
+        _ => false,
+    }
 }
 
 /// The nesting inside one more array or map than `depth`, within [`MAX_NESTING`].
