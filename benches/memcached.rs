@@ -8,57 +8,25 @@
 //! `taskset -apc 0 $(pidof memcached)`, then
 //! `taskset -c 0 cargo bench --features memcached --bench memcached`.
 
+mod support;
+
 use std::hint::black_box;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::UNIX_EPOCH;
 
-use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion};
+use criterion::{criterion_group, criterion_main, Criterion};
 use server_session::store::{MemcachedStore, Store};
-use server_session::{Config, SessionManager};
+use server_session::SessionManager;
+use support::{
+    cycle, paired_rounds, server_url, signed_config, store_alone, stored_session, Group,
+};
 
 const URL_ENV: &str = "SERVER_SESSION_MEMCACHED_URL";
 
-fn config() -> Config {
-    Config::builder()
-        .use_signer(true)
-        .secret_key("bench-secret-key")
-        .key_prefix("bench:session:")
-        .build()
-        .expect("valid config")
-}
-
-/// A stored session with `visits` and a 180-character `note` (about 200 bytes of MessagePack);
-/// returns the `Cookie` header that names it and the stored key.
-fn stored_session(manager: &SessionManager<MemcachedStore>) -> (String, String) {
-    let mut session = manager.open(None);
-    session.insert("visits", &0u64).expect("insert");
-    session.insert("note", &"x".repeat(180)).expect("insert");
-    let commit = session.commit().expect("commit");
-    let pair = commit
-        .set_cookie()
-        .expect("cookie")
-        .split(';')
-        .next()
-        .expect("pair");
-    let id = pair
-        .trim_start_matches("session=")
-        .rsplit_once('.')
-        .expect("signed")
-        .0;
-    (pair.to_owned(), format!("bench:session:{id}"))
-}
-
-fn cycle(manager: &SessionManager<MemcachedStore>, header: &str) {
-    let mut session = manager.open(Some(black_box(header)));
-    let visits: u64 = session.get("visits").expect("get").unwrap_or(0);
-    session.insert("visits", &(visits + 1)).expect("insert");
-    black_box(session.commit().expect("commit"));
-}
-
+/// The expiry of a session saved now, as a Unix time in seconds.
 fn exptime() -> u64 {
-    let expires = SystemTime::now() + Duration::from_secs(31 * 86_400);
-    expires
+    support::expiry()
         .duration_since(UNIX_EPOCH)
         .expect("after epoch")
         .as_secs()
@@ -131,14 +99,13 @@ impl Raw {
 }
 
 fn request_cycle(c: &mut Criterion) {
-    let Ok(url) = std::env::var(URL_ENV) else {
-        println!("SKIP memcached benches: {URL_ENV} is not set");
+    let Some(url) = server_url(URL_ENV, "memcached") else {
         return;
     };
     let store = MemcachedStore::open(&url).expect("store");
     let server = store.servers().next().expect("a server").to_owned();
-    let manager = SessionManager::new(store, config());
-    let (header, key) = stored_session(&manager);
+    let manager = SessionManager::new(store, signed_config("bench:session:"));
+    let (header, key) = stored_session(&manager, 180);
     let value = manager.store().load(&key).expect("load").expect("stored");
     let mut raw = Raw::new(&server, &key, value.clone());
     let mut group = c.benchmark_group("memcached");
@@ -149,27 +116,23 @@ fn request_cycle(c: &mut Criterion) {
         "request cycle: open, get, insert, commit (MemcachedStore)",
         |b| b.iter(|| cycle(&manager, &header)),
     );
-    group.bench_function("MemcachedStore load + save, no manager", |b| {
-        let expires = SystemTime::now() + Duration::from_secs(31 * 86_400);
-        b.iter(|| {
-            black_box(manager.store().load(&key).expect("load"));
-            assert!(manager.store().save(&key, &value, expires).expect("save"));
-        })
-    });
+    let name = "MemcachedStore load + save, no manager";
+    store_alone(&mut group, name, manager.store(), &key, &value);
     memcache_crate(&mut group, &server, &key, &value);
     group.finish();
-    paired_rounds(&manager, &header, &mut raw);
+    paired_rounds(
+        "memcached",
+        60,
+        300,
+        || cycle(&manager, &header),
+        || raw.cycle(),
+    );
     manager.store().delete(&key).expect("delete");
 }
 
 /// The `memcache` 0.21 crate doing the same get + write: its `Client` with defaults, tuned,
 /// and its experimental meta-protocol `MetaClient`.
-fn memcache_crate<M: criterion::measurement::Measurement>(
-    group: &mut BenchmarkGroup<'_, M>,
-    server: &str,
-    key: &str,
-    value: &[u8],
-) {
+fn memcache_crate(group: &mut Group<'_>, server: &str, key: &str, value: &[u8]) {
     let key = format!("{key}:crate");
     let url = format!("memcache://{server}");
     let classic = [
@@ -215,34 +178,6 @@ fn memcache_crate<M: criterion::measurement::Measurement>(
                 .expect("set");
         })
     });
-}
-
-/// Alternates short rounds of the cycle and of the floor, so both see the same machine state,
-/// and prints the best of each and the median of the paired ratios.
-fn paired_rounds(manager: &SessionManager<MemcachedStore>, header: &str, raw: &mut Raw) {
-    const ROUNDS: usize = 60;
-    const PER_ROUND: u32 = 300;
-    let time = |f: &mut dyn FnMut()| {
-        let start = Instant::now();
-        (0..PER_ROUND).for_each(|_| f());
-        start.elapsed().as_secs_f64() * 1e6 / f64::from(PER_ROUND)
-    };
-    let (mut cycles, mut floors) = (Vec::new(), Vec::new());
-    for _ in 0..ROUNDS {
-        cycles.push(time(&mut || cycle(manager, header)));
-        floors.push(time(&mut || raw.cycle()));
-    }
-    let mut ratios: Vec<f64> = cycles.iter().zip(&floors).map(|(c, f)| c / f).collect();
-    ratios.sort_by(f64::total_cmp);
-    let best = |v: &[f64]| v.iter().copied().fold(f64::MAX, f64::min);
-    println!(
-        "memcached paired rounds: best cycle {:.1} us, best floor {:.1} us, ratio of bests \
-         {:.3}, median paired ratio {:.3}",
-        best(&cycles),
-        best(&floors),
-        best(&cycles) / best(&floors),
-        ratios[ROUNDS / 2]
-    );
 }
 
 criterion_group!(benches, request_cycle);

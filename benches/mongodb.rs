@@ -9,18 +9,20 @@
 //! bookkeeping of retryable writes makes its writes slower as they accumulate (from ~1 ms to
 //! ~10 ms over some 15,000 writes, until restarted), which would move the floor during the run.
 
+mod support;
+
 use std::hint::black_box;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use mongodb::bson::spec::BinarySubtype;
 use mongodb::bson::{doc, Binary, DateTime, Document};
 use mongodb::sync::Collection;
 use server_session::store::MongoStore;
-use server_session::{Config, SessionManager};
+use server_session::SessionManager;
+use support::{cycle, signed_config, stored_session};
 
 const DEFAULT_URL: &str = "mongodb://127.0.0.1:27017/?directConnection=true&retryWrites=false";
-const LIFETIME: Duration = Duration::from_secs(31 * 86400);
 
 fn store() -> MongoStore {
     let url = std::env::var("SERVER_SESSION_MONGODB_URL").unwrap_or_else(|_| DEFAULT_URL.into());
@@ -30,25 +32,6 @@ fn store() -> MongoStore {
         .collection(format!("bench_{}", std::process::id()))
         .build()
         .expect("a MongoDB-wire server (run scripts/mongodb.sh)")
-}
-
-fn signed_manager(store: MongoStore) -> SessionManager<MongoStore> {
-    let config = Config::builder()
-        .use_signer(true)
-        .secret_key("bench-secret-key")
-        .build()
-        .expect("valid config");
-    SessionManager::new(store, config)
-}
-
-/// A stored session with `visits` and a ~200-byte `note`, and the `Cookie` header naming it.
-fn stored_session(manager: &SessionManager<MongoStore>) -> String {
-    let mut session = manager.open(None);
-    session.insert("visits", &0u64).expect("insert");
-    session.insert("note", &"x".repeat(180)).expect("insert");
-    let set_cookie = session.commit().expect("commit");
-    let pair = set_cookie.set_cookie().expect("cookie").split(';').next();
-    pair.expect("pair").to_owned()
 }
 
 fn raw_collection(store: &MongoStore) -> Collection<Document> {
@@ -70,7 +53,7 @@ fn raw_cycle(collection: &Collection<Document>, key: &str) {
         .expect("document");
     let mut bytes = found.get_binary_generic("val").expect("val").clone();
     bytes[0] ^= 0; // the codec's work is not part of the floor
-    let expiration = DateTime::from_system_time(SystemTime::now() + LIFETIME);
+    let expiration = DateTime::from_system_time(support::expiry());
     let val = Binary {
         subtype: BinarySubtype::Generic,
         bytes,
@@ -81,14 +64,6 @@ fn raw_cycle(collection: &Collection<Document>, key: &str) {
         .run()
         .expect("update_one");
     assert_eq!(result.matched_count, 1);
-}
-
-/// One request through the manager: open with the cookie, read, write, commit.
-fn manager_cycle(manager: &SessionManager<MongoStore>, header: &str) {
-    let mut session = manager.open(Some(black_box(header)));
-    let visits: u64 = session.get("visits").expect("get").unwrap_or(0);
-    session.insert("visits", &(visits + 1)).expect("insert");
-    black_box(session.commit().expect("commit"));
 }
 
 /// Alternates the two cycles `PAIRS` times and prints the ratios of their medians and means: both
@@ -128,13 +103,11 @@ fn median(mut times: Vec<Duration>) -> Duration {
 }
 
 fn request_cycle(c: &mut Criterion) {
-    let manager = signed_manager(store());
-    let header = stored_session(&manager);
+    let manager = SessionManager::new(store(), signed_config("session:"));
+    let (header, key) = stored_session(&manager, 180);
     let collection = raw_collection(manager.store());
-    let id = header.split_once('=').expect("pair").1.split('.').next();
-    let key = format!("session:{}", id.expect("id"));
     let raw = || raw_cycle(&collection, black_box(&key));
-    let full = || manager_cycle(&manager, &header);
+    let full = || cycle(&manager, &header);
     let mut group = c.benchmark_group("mongodb");
     group.bench_function("raw floor: find_one + update_one", |b| b.iter(raw));
     group.bench_function("request cycle: open, get, insert, commit (signed)", |b| {

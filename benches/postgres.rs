@@ -6,38 +6,22 @@
 //! server has it). Needs `SERVER_SESSION_POSTGRES_URL`; run pinned to one CPU:
 //! `taskset -c 0 cargo bench --features postgres --bench postgres`.
 
+mod support;
+
 use std::hint::black_box;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use postgres::{Client, NoTls, Statement};
 use server_session::store::PostgresStore;
-use server_session::{Config, SessionManager};
+use server_session::SessionManager;
+use support::{cycle, paired_rounds, server_url, signed_config, stored_session};
 
 const URL_ENV: &str = "SERVER_SESSION_POSTGRES_URL";
 const TABLE: &str = "bench_sessions";
 
-fn signed_config() -> Config {
-    Config::builder()
-        .use_signer(true)
-        .secret_key("bench-secret-key")
-        .build()
-        .expect("valid config")
-}
-
-/// A stored session with `visits` and a 200-byte `note`; the `Cookie` header that names it.
-fn stored_session(manager: &SessionManager<PostgresStore>) -> String {
-    let mut session = manager.open(None);
-    session.insert("visits", &0u64).expect("insert");
-    session.insert("note", &"x".repeat(200)).expect("insert");
-    let commit = session.commit().expect("commit");
-    let set_cookie = commit.set_cookie().expect("cookie");
-    set_cookie.split(';').next().expect("pair").to_owned()
-}
-
 fn request_cycle(c: &mut Criterion) {
-    let Ok(url) = std::env::var(URL_ENV) else {
-        println!("SKIP postgres benches: {URL_ENV} is not set");
+    let Some(url) = server_url(URL_ENV, "postgres") else {
         return;
     };
     let mut admin = Client::connect(&url, NoTls).expect("connect");
@@ -49,22 +33,15 @@ fn request_cycle(c: &mut Criterion) {
         .table(TABLE)
         .build()
         .expect("store");
-    let manager = SessionManager::new(store, signed_config());
-    let header = stored_session(&manager);
+    let manager = SessionManager::new(store, signed_config("session:"));
+    let (header, _) = stored_session(&manager, 200);
     let mut group = c.benchmark_group("postgres");
     group
         .sample_size(50)
         .measurement_time(Duration::from_secs(8));
     group.bench_function(
         "request cycle: open, get, insert, commit (PostgresStore)",
-        |b| {
-            b.iter(|| {
-                let mut session = manager.open(Some(black_box(&header)));
-                let visits: u64 = session.get("visits").expect("get").unwrap_or(0);
-                session.insert("visits", &(visits + 1)).expect("insert");
-                black_box(session.commit().expect("commit"));
-            })
-        },
+        |b| b.iter(|| cycle(&manager, &header)),
     );
     let mut raw = Raw::new(&url);
     group.bench_function(
@@ -72,47 +49,19 @@ fn request_cycle(c: &mut Criterion) {
         |b| b.iter(|| raw.cycle()),
     );
     group.finish();
-    paired_rounds(&manager, &header, &mut raw);
+    // Commit latency (an fsync) swings tenfold on a shared disk, so two benchmarks measured
+    // seconds apart can disagree: the paired rounds see the same disk.
+    paired_rounds(
+        "postgres",
+        40,
+        50,
+        || cycle(&manager, &header),
+        || raw.cycle(),
+    );
     drop(manager);
     admin
         .batch_execute(&format!("DROP TABLE IF EXISTS {TABLE}"))
         .expect("drop");
-}
-
-fn cycle(manager: &SessionManager<PostgresStore>, header: &str) {
-    let mut session = manager.open(Some(black_box(header)));
-    let visits: u64 = session.get("visits").expect("get").unwrap_or(0);
-    session.insert("visits", &(visits + 1)).expect("insert");
-    black_box(session.commit().expect("commit"));
-}
-
-/// Commit latency (an fsync) swings tenfold on a shared disk, so two benchmarks measured
-/// seconds apart can disagree. This alternates short rounds of the cycle and of the floor and
-/// prints the median of the paired ratios and the ratio of the best rounds.
-fn paired_rounds(manager: &SessionManager<PostgresStore>, header: &str, raw: &mut Raw) {
-    const ROUNDS: usize = 40;
-    const PER_ROUND: u32 = 50;
-    let time = |f: &mut dyn FnMut()| {
-        let start = Instant::now();
-        (0..PER_ROUND).for_each(|_| f());
-        start.elapsed().as_secs_f64() * 1e6 / f64::from(PER_ROUND)
-    };
-    let (mut cycles, mut floors) = (Vec::new(), Vec::new());
-    for _ in 0..ROUNDS {
-        cycles.push(time(&mut || cycle(manager, header)));
-        floors.push(time(&mut || raw.cycle()));
-    }
-    let mut ratios: Vec<f64> = cycles.iter().zip(&floors).map(|(c, f)| c / f).collect();
-    ratios.sort_by(f64::total_cmp);
-    let best = |v: &[f64]| v.iter().copied().fold(f64::MAX, f64::min);
-    println!(
-        "postgres paired rounds: best cycle {:.1} us, best floor {:.1} us, ratio of bests {:.3}, \
-         median paired ratio {:.3}",
-        best(&cycles),
-        best(&floors),
-        best(&cycles) / best(&floors),
-        ratios[ROUNDS / 2]
-    );
 }
 
 struct Raw {

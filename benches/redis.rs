@@ -7,160 +7,38 @@
 //! `taskset -apc 0 $(pidof redis-server)`, then
 //! `taskset -c 0 cargo bench --features redis --bench redis`.
 
-use std::hint::black_box;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+mod support;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use server_session::store::{RedisStore, Store};
-use server_session::{Config, SessionManager};
+use server_session::store::RedisStore;
+use support::redis_floor::{bench_against_floor, BenchNames};
+use support::server_url;
 
 const URL_ENV: &str = "SERVER_SESSION_REDIS_URL";
 
-fn config() -> Config {
-    Config::builder()
-        .use_signer(true)
-        .secret_key("bench-secret-key")
-        .key_prefix("bench:session:")
-        .build()
-        .expect("valid config")
-}
-
-/// A stored session with `visits` and a 180-character `note` (about 200 bytes of MessagePack);
-/// returns the `Cookie` header that names it and the stored key.
-fn stored_session(manager: &SessionManager<RedisStore>) -> (String, String) {
-    let mut session = manager.open(None);
-    session.insert("visits", &0u64).expect("insert");
-    session.insert("note", &"x".repeat(180)).expect("insert");
-    let commit = session.commit().expect("commit");
-    let pair = commit
-        .set_cookie()
-        .expect("cookie")
-        .split(';')
-        .next()
-        .expect("pair");
-    let signed = pair.trim_start_matches("session=");
-    let id = signed.rsplit_once('.').expect("signed").0;
-    (pair.to_owned(), format!("bench:session:{id}"))
-}
-
-fn cycle(manager: &SessionManager<RedisStore>, header: &str) {
-    let mut session = manager.open(Some(black_box(header)));
-    let visits: u64 = session.get("visits").expect("get").unwrap_or(0);
-    session.insert("visits", &(visits + 1)).expect("insert");
-    black_box(session.commit().expect("commit"));
-}
-
-/// The same `GET` + `SET XX PXAT` on one plain connection, on a key of the same length.
-struct Raw {
-    conn: redis::Connection,
-    key: String,
-    value: Vec<u8>,
-}
-
-impl Raw {
-    fn new(url: &str, key: &str, value: Vec<u8>) -> Self {
-        let info = redis::Client::open(url)
-            .expect("url")
-            .get_connection_info()
-            .clone();
-        let nodelay = info.tcp_settings().clone().set_nodelay(true);
-        let client = redis::Client::open(info.set_tcp_settings(nodelay)).expect("client");
-        let mut conn = client.get_connection().expect("connect");
-        let key = format!("{key}:raw");
-        let _: () = redis::cmd("SET")
-            .arg(&key)
-            .arg(&value)
-            .query(&mut conn)
-            .expect("set");
-        Self { conn, key, value }
-    }
-
-    fn cycle(&mut self) {
-        let value: Option<Vec<u8>> = redis::cmd("GET")
-            .arg(&self.key)
-            .query(&mut self.conn)
-            .expect("get");
-        black_box(value);
-        let expires = SystemTime::now() + Duration::from_secs(31 * 86_400);
-        let ms = expires
-            .duration_since(UNIX_EPOCH)
-            .expect("after epoch")
-            .as_millis() as u64;
-        let reply: redis::Value = redis::cmd("SET")
-            .arg(&self.key)
-            .arg(&self.value)
-            .arg("XX")
-            .arg("PXAT")
-            .arg(ms)
-            .query(&mut self.conn)
-            .expect("set");
-        assert_eq!(reply, redis::Value::Okay);
-    }
+/// One plain `TCP_NODELAY` connection to the server at `url`.
+fn connection(url: &str) -> redis::Connection {
+    let info = redis::Client::open(url)
+        .expect("url")
+        .get_connection_info()
+        .clone();
+    let nodelay = info.tcp_settings().clone().set_nodelay(true);
+    let client = redis::Client::open(info.set_tcp_settings(nodelay)).expect("client");
+    client.get_connection().expect("connect")
 }
 
 fn request_cycle(c: &mut Criterion) {
-    let Ok(url) = std::env::var(URL_ENV) else {
-        println!("SKIP redis benches: {URL_ENV} is not set");
+    let Some(url) = server_url(URL_ENV, "redis") else {
         return;
     };
-    let manager = SessionManager::new(RedisStore::open(&url).expect("store"), config());
-    let (header, key) = stored_session(&manager);
-    let value = manager.store().load(&key).expect("load").expect("stored");
-    let mut raw = Raw::new(&url, &key, value);
-    let mut group = c.benchmark_group("redis");
-    group.bench_function(
-        "raw floor: GET + SET XX PXAT (redis crate, one connection)",
-        |b| b.iter(|| raw.cycle()),
-    );
-    group.bench_function(
-        "request cycle: open, get, insert, commit (RedisStore)",
-        |b| b.iter(|| cycle(&manager, &header)),
-    );
-    group.bench_function("RedisStore load + save, no manager", |b| {
-        let expires = SystemTime::now() + Duration::from_secs(31 * 86_400);
-        b.iter(|| {
-            black_box(manager.store().load(&key).expect("load"));
-            assert!(manager
-                .store()
-                .save(&key, &raw.value, expires)
-                .expect("save"));
-        })
-    });
-    group.finish();
-    paired_rounds(&manager, &header, &mut raw);
-    manager.store().delete(&key).expect("delete");
-    let _: () = redis::cmd("DEL")
-        .arg(&raw.key)
-        .query(&mut raw.conn)
-        .expect("del");
-}
-
-/// Alternates short rounds of the cycle and of the floor, so both see the same machine state,
-/// and prints the best of each and the median of the paired ratios.
-fn paired_rounds(manager: &SessionManager<RedisStore>, header: &str, raw: &mut Raw) {
-    const ROUNDS: usize = 60;
-    const PER_ROUND: u32 = 200;
-    let time = |f: &mut dyn FnMut()| {
-        let start = Instant::now();
-        (0..PER_ROUND).for_each(|_| f());
-        start.elapsed().as_secs_f64() * 1e6 / f64::from(PER_ROUND)
+    let store = RedisStore::open(&url).expect("store");
+    let names = BenchNames {
+        group: "redis",
+        floor: "raw floor: GET + SET XX PXAT (redis crate, one connection)",
+        cycle: "request cycle: open, get, insert, commit (RedisStore)",
+        store_alone: Some("RedisStore load + save, no manager"),
     };
-    let (mut cycles, mut floors) = (Vec::new(), Vec::new());
-    for _ in 0..ROUNDS {
-        cycles.push(time(&mut || cycle(manager, header)));
-        floors.push(time(&mut || raw.cycle()));
-    }
-    let mut ratios: Vec<f64> = cycles.iter().zip(&floors).map(|(c, f)| c / f).collect();
-    ratios.sort_by(f64::total_cmp);
-    let best = |v: &[f64]| v.iter().copied().fold(f64::MAX, f64::min);
-    println!(
-        "redis paired rounds: best cycle {:.1} us, best floor {:.1} us, ratio of bests {:.3}, \
-         median paired ratio {:.3}",
-        best(&cycles),
-        best(&floors),
-        best(&cycles) / best(&floors),
-        ratios[ROUNDS / 2]
-    );
+    bench_against_floor(c, store, connection(&url), names);
 }
 
 criterion_group!(benches, request_cycle);

@@ -9,36 +9,19 @@
 //! and without the expiry index. Run pinned to one CPU:
 //! `taskset -c 0 cargo bench --features sqlite --bench sqlite`.
 
+mod support;
+
 use std::hint::black_box;
 use std::path::Path;
 use std::time::Duration;
 
-use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion};
+use criterion::{criterion_group, criterion_main, Criterion};
 use rusqlite::{params, Connection};
 use server_session::store::SqliteStore;
-use server_session::{Config, SessionManager};
+use server_session::SessionManager;
+use support::{cycle, signed_config, stored_session, Group};
 
 const FAR: &str = "2999-01-01 00:00:00.000000";
-
-fn signed_config() -> Config {
-    Config::builder()
-        .use_signer(true)
-        .secret_key("bench-secret-key")
-        .build()
-        .expect("valid config")
-}
-
-/// A stored session with `visits` and a 200-byte `note`; the `Cookie` header that names it.
-fn stored_session(manager: &SessionManager<SqliteStore>) -> String {
-    let mut session = manager.open(None);
-    session.insert("visits", &0u64).expect("insert");
-    session.insert("note", &"x".repeat(200)).expect("insert");
-    let commit = session.commit().expect("commit");
-    let set_cookie = commit.set_cookie().expect("cookie");
-    set_cookie.split(';').next().expect("pair").to_owned()
-}
-
-type Group<'a> = BenchmarkGroup<'a, criterion::measurement::WallTime>;
 
 fn bench_cycle(group: &mut Group<'_>, path: &Path, index: bool) {
     let store = SqliteStore::builder()
@@ -46,18 +29,11 @@ fn bench_cycle(group: &mut Group<'_>, path: &Path, index: bool) {
         .expiry_index(index)
         .build()
         .expect("store");
-    let manager = SessionManager::new(store, signed_config());
-    let header = stored_session(&manager);
+    let manager = SessionManager::new(store, signed_config("session:"));
+    let (header, _) = stored_session(&manager, 200);
     let name =
         format!("request cycle: open, get, insert, commit (SqliteStore, expiry index {index})");
-    group.bench_function(name, |b| {
-        b.iter(|| {
-            let mut session = manager.open(Some(black_box(&header)));
-            let visits: u64 = session.get("visits").expect("get").unwrap_or(0);
-            session.insert("visits", &(visits + 1)).expect("insert");
-            black_box(session.commit().expect("commit"));
-        })
-    });
+    group.bench_function(name, |b| b.iter(|| cycle(&manager, &header)));
 }
 
 fn bench_floor(group: &mut Group<'_>, path: &Path, index: bool, fresh_expiry: bool) {

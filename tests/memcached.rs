@@ -7,11 +7,14 @@
 //! (key and size checks, unreachable servers) always run.
 #![cfg(feature = "memcached")]
 
+mod common;
+
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use common::{assert_each_fails_within, NamedOp};
 use server_session::store::conformance::{service_unavailable, unique_prefix};
 use server_session::store::{MemcachedError, MemcachedStore, Store};
 use server_session::{conformance_tests, Config, Error, SessionManager};
@@ -259,9 +262,6 @@ fn silent_server_is_a_typed_error_within_the_timeout() {
     assert_fails_fast(&store, Duration::from_millis(1000));
 }
 
-/// A store operation to check, with its name.
-type NamedOp<'a> = (&'a str, &'a dyn Fn() -> Result<(), Error>);
-
 fn assert_fails_fast(store: &MemcachedStore, limit: Duration) {
     let expires = in_secs(60);
     let ops: [NamedOp<'_>; 5] = [
@@ -273,15 +273,9 @@ fn assert_fails_fast(store: &MemcachedStore, limit: Duration) {
         }),
         ("delete", &|| store.delete("k")),
     ];
-    for (name, op) in ops {
-        let start = Instant::now();
-        let err = op().unwrap_err();
-        assert!(
-            matches!(err, Error::Memcached(MemcachedError::Io { .. })),
-            "{name}: {err:?}"
-        );
-        assert!(start.elapsed() < limit, "{name} took {:?}", start.elapsed());
-    }
+    assert_each_fails_within(&ops, limit, |err| {
+        matches!(err, Error::Memcached(MemcachedError::Io { .. }))
+    });
 }
 
 /// A pooled connection the server closed meanwhile (a restart) is replaced transparently.

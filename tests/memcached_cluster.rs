@@ -15,7 +15,9 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::time::{Duration, Instant, SystemTime};
 
-use cluster_support::{kill, lock_exclusive, lock_shared, nodes, restore, RestoreOnDrop, Steady};
+use cluster_support::{
+    kill, lock_exclusive, lock_shared, nodes, restore, steady, RestoreOnDrop, Steady,
+};
 use server_session::store::conformance::{service_unavailable, unique_prefix};
 use server_session::store::{MemcachedStore, Store};
 use server_session::{conformance_tests, Config, SessionManager};
@@ -29,7 +31,7 @@ fn url() -> Option<String> {
 fn cluster_store() -> Option<Steady<MemcachedStore>> {
     let store =
         MemcachedStore::open(&url()?).expect("a valid SERVER_SESSION_MEMCACHED_CLUSTER_URL");
-    Some(Steady::new(store))
+    Some(steady(store))
 }
 
 conformance_tests!(cluster_store());

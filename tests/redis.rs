@@ -6,12 +6,15 @@
 //! need no server and always run.
 #![cfg(feature = "redis")]
 
+mod common;
+
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use common::{assert_each_fails_within, read_resp_command, NamedOp};
 use server_session::store::conformance::{self, service_unavailable, unique_prefix};
 use server_session::store::{RedisStore, Store};
 use server_session::{conformance_tests, Config, Error, SessionManager};
@@ -167,9 +170,6 @@ fn manager_stores_flask_session_entry() {
     );
 }
 
-/// A store operation to check, with its name.
-type NamedOp<'a> = (&'a str, &'a dyn Fn() -> Result<(), Error>);
-
 /// Every kind of operation fails with a typed error, each within `limit`.
 fn assert_fails_fast(store: &RedisStore, limit: Duration) {
     let expires = SystemTime::now() + Duration::from_secs(60);
@@ -179,15 +179,9 @@ fn assert_fails_fast(store: &RedisStore, limit: Duration) {
         ("touch", &|| store.touch("k", expires).map(drop)),
         ("delete", &|| store.delete("k")),
     ];
-    for (name, op) in ops {
-        let start = Instant::now();
-        let err = op().unwrap_err();
-        assert!(
-            matches!(err, Error::Pool(_) | Error::Redis(_)),
-            "{name}: {err:?}"
-        );
-        assert!(start.elapsed() < limit, "{name} took {:?}", start.elapsed());
-    }
+    assert_each_fails_within(&ops, limit, |err| {
+        matches!(err, Error::Pool(_) | Error::Redis(_))
+    });
 }
 
 /// Nothing listens on port 1: with the default settings every operation fails with a typed
@@ -219,21 +213,9 @@ fn silent_server_is_a_typed_error_within_the_timeout() {
     assert_fails_fast(&store, Duration::from_secs(2));
 }
 
-/// Reads one RESP command (an array of bulk strings) and returns its name, upper-cased.
-fn read_command(reader: &mut impl BufRead) -> Option<String> {
-    let mut line = String::new();
-    reader.read_line(&mut line).ok()?;
-    let count: usize = line.trim().strip_prefix('*')?.parse().ok()?;
-    let mut name = None;
-    for _ in 0..count {
-        line.clear();
-        reader.read_line(&mut line).ok()?;
-        let len: usize = line.trim().strip_prefix('$')?.parse().ok()?;
-        let mut arg = vec![0; len + 2];
-        reader.read_exact(&mut arg).ok()?;
-        name.get_or_insert_with(|| String::from_utf8_lossy(&arg[..len]).to_uppercase());
-    }
-    name
+/// The name of the next RESP command `reader` receives, upper-cased.
+fn read_command_name(reader: &mut impl BufRead) -> Option<String> {
+    read_resp_command(reader)?.into_iter().next()
 }
 
 /// A fake server: `+OK` to everything, except that the first `GET` it ever sees is answered
@@ -248,7 +230,7 @@ fn stalling_server() -> u16 {
             std::thread::spawn(move || {
                 let mut writer = stream.try_clone().unwrap();
                 let mut reader = BufReader::new(stream);
-                while let Some(name) = read_command(&mut reader) {
+                while let Some(name) = read_command_name(&mut reader) {
                     let reply: &[u8] = match name.as_str() {
                         "GET" if !stalled.swap(true, Ordering::SeqCst) => {
                             std::thread::sleep(Duration::from_millis(600));

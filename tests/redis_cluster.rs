@@ -9,13 +9,15 @@
 #![cfg(feature = "redis-cluster")]
 
 mod cluster_support;
+mod common;
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufReader, Write};
 use std::net::TcpListener;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use cluster_support::{nodes, Steady};
+use cluster_support::{nodes, steady, Steady};
+use common::{assert_each_fails_within, read_resp_command, NamedOp};
 use server_session::store::conformance::{service_unavailable, unique_prefix};
 use server_session::store::{RedisClusterStore, Store};
 use server_session::{conformance_tests, Config, Error, SessionManager};
@@ -32,7 +34,7 @@ fn cluster_store() -> Option<Steady<RedisClusterStore>> {
         .pool_size(8)
         .build()
         .expect("a valid SERVER_SESSION_REDIS_CLUSTER_URL");
-    Some(Steady::new(store))
+    Some(steady(store))
 }
 
 conformance_tests!(cluster_store());
@@ -137,9 +139,6 @@ fn one_seed_is_enough() {
     });
 }
 
-/// A store operation to check, with its name.
-type NamedOp<'a> = (&'a str, &'a dyn Fn() -> Result<(), Error>);
-
 /// Every kind of operation fails with a typed error, each within `limit`.
 fn assert_fails_fast(store: &RedisClusterStore, limit: Duration, timeout: bool) {
     let expires = SystemTime::now() + Duration::from_secs(60);
@@ -150,16 +149,11 @@ fn assert_fails_fast(store: &RedisClusterStore, limit: Duration, timeout: bool) 
         ("touch", &|| store.touch("k", expires).map(drop)),
         ("delete", &|| store.delete("k")),
     ];
-    for (name, op) in ops {
-        let start = Instant::now();
-        let err = op().unwrap_err();
-        match &err {
-            Error::Redis(e) => assert!(!timeout || e.is_timeout(), "{name}: {err:?}"),
-            Error::Pool(_) => assert!(!timeout, "{name}: {err:?}"),
-            _ => panic!("{name}: {err:?}"),
-        }
-        assert!(start.elapsed() < limit, "{name} took {:?}", start.elapsed());
-    }
+    assert_each_fails_within(&ops, limit, |err| match err {
+        Error::Redis(e) => !timeout || e.is_timeout(),
+        Error::Pool(_) => !timeout,
+        _ => false,
+    });
 }
 
 /// Nothing listens on the seed's port: every operation fails with a typed error within the
@@ -168,23 +162,6 @@ fn assert_fails_fast(store: &RedisClusterStore, limit: Duration, timeout: bool) 
 fn unreachable_cluster_is_a_typed_error_within_the_timeout() {
     let store = RedisClusterStore::open("redis+cluster://127.0.0.1:1,127.0.0.1:2").unwrap();
     assert_fails_fast(&store, Duration::from_millis(1500), false);
-}
-
-/// Reads one RESP command (an array of bulk strings) and returns its words, upper-cased.
-fn read_command(reader: &mut impl BufRead) -> Option<Vec<String>> {
-    let mut line = String::new();
-    reader.read_line(&mut line).ok()?;
-    let count: usize = line.trim().strip_prefix('*')?.parse().ok()?;
-    let mut words = Vec::with_capacity(count);
-    for _ in 0..count {
-        line.clear();
-        reader.read_line(&mut line).ok()?;
-        let len: usize = line.trim().strip_prefix('$')?.parse().ok()?;
-        let mut arg = vec![0; len + 2];
-        reader.read_exact(&mut arg).ok()?;
-        words.push(String::from_utf8_lossy(&arg[..len]).to_uppercase());
-    }
-    Some(words)
 }
 
 /// A one-node fake cluster that owns every slot and answers the handshake, `PING` and
@@ -200,7 +177,7 @@ fn stalling_node() -> u16 {
             std::thread::spawn(move || {
                 let mut writer = stream.try_clone().unwrap();
                 let mut reader = BufReader::new(stream);
-                while let Some(words) = read_command(&mut reader) {
+                while let Some(words) = read_resp_command(&mut reader) {
                     let reply = match words[0].as_str() {
                         "PING" => "+PONG\r\n".to_owned(),
                         "CLIENT" => "+OK\r\n".to_owned(), // CLIENT SETINFO at connect

@@ -5,6 +5,7 @@ use std::io;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use super::builder::{setters, zero_timeout};
 use super::Store;
 use crate::{Error, Result};
 use server::{Conn, Exchange, Server};
@@ -137,83 +138,68 @@ impl MemcachedStoreBuilder {
         self
     }
 
-    /// How long opening a TCP connection may take. Default: 1 second.
-    ///
-    /// ```
-    /// # use std::time::Duration;
-    /// let builder = server_session::store::MemcachedStore::builder().connect_timeout(Duration::from_millis(250));
-    /// ```
-    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.connect_timeout = timeout;
-        self
-    }
+    setters! {
+        /// How long opening a TCP connection may take. Default: 1 second.
+        ///
+        /// ```
+        /// # use std::time::Duration;
+        /// let builder = server_session::store::MemcachedStore::builder().connect_timeout(Duration::from_millis(250));
+        /// ```
+        connect_timeout(timeout: Duration) => connect_timeout;
 
-    /// How long a command may wait for (each part of) its reply. Default: 2 seconds. A
-    /// connection that timed out is closed, never reused.
-    ///
-    /// ```
-    /// # use std::time::Duration;
-    /// let builder = server_session::store::MemcachedStore::builder().read_timeout(Duration::from_secs(1));
-    /// ```
-    pub fn read_timeout(mut self, timeout: Duration) -> Self {
-        self.read_timeout = timeout;
-        self
-    }
+        /// How long a command may wait for (each part of) its reply. Default: 2 seconds. A
+        /// connection that timed out is closed, never reused.
+        ///
+        /// ```
+        /// # use std::time::Duration;
+        /// let builder = server_session::store::MemcachedStore::builder().read_timeout(Duration::from_secs(1));
+        /// ```
+        read_timeout(timeout: Duration) => read_timeout;
 
-    /// How long sending a command may block. Default: 2 seconds.
-    ///
-    /// ```
-    /// # use std::time::Duration;
-    /// let builder = server_session::store::MemcachedStore::builder().write_timeout(Duration::from_secs(1));
-    /// ```
-    pub fn write_timeout(mut self, timeout: Duration) -> Self {
-        self.write_timeout = timeout;
-        self
-    }
+        /// How long sending a command may block. Default: 2 seconds.
+        ///
+        /// ```
+        /// # use std::time::Duration;
+        /// let builder = server_session::store::MemcachedStore::builder().write_timeout(Duration::from_secs(1));
+        /// ```
+        write_timeout(timeout: Duration) => write_timeout;
 
-    /// The most idle connections kept open per server. Default: 16; size it to the number of
-    /// worker threads. More requests than this at once open extra connections, closed after use.
-    ///
-    /// ```
-    /// let builder = server_session::store::MemcachedStore::builder().pool_size(32);
-    /// ```
-    pub fn pool_size(mut self, size: usize) -> Self {
-        self.pool_size = size;
-        self
-    }
+        /// The most idle connections kept open per server. Default: 16; size it to the number
+        /// of worker threads. More requests than this at once open extra connections, closed
+        /// after use.
+        ///
+        /// ```
+        /// let builder = server_session::store::MemcachedStore::builder().pool_size(32);
+        /// ```
+        pool_size(size: usize) => pool_size;
 
-    /// The largest value sent to the server; larger ones fail with
-    /// [`MemcachedError::ValueTooLarge`] without any I/O. Default: 1 MiB, memcached's default
-    /// item size limit. Raise it together with the server's `-I`.
-    ///
-    /// ```
-    /// let builder = server_session::store::MemcachedStore::builder().max_value_size(4 << 20);
-    /// ```
-    pub fn max_value_size(mut self, bytes: usize) -> Self {
-        self.max_value_size = bytes;
-        self
-    }
+        /// The largest value sent to the server; larger ones fail with
+        /// [`MemcachedError::ValueTooLarge`] without any I/O. Default: 1 MiB, memcached's default
+        /// item size limit. Raise it together with the server's `-I`.
+        ///
+        /// ```
+        /// let builder = server_session::store::MemcachedStore::builder().max_value_size(4 << 20);
+        /// ```
+        max_value_size(bytes: usize) => max_value_size;
 
-    /// With several servers: how long a server that cannot be reached is left out. Its keys
-    /// then go to the server that ranks next for them, where they are absent (a session it held
-    /// starts afresh), and the request that found it dead is served there too. After the
-    /// back-off one request tries it again, and a server that answers is used again at once,
-    /// so its keys move back. Default: 5 seconds; `Duration::ZERO` turns this off (operations
-    /// on its keys fail while it is down). A single server is never left out.
-    ///
-    /// "Cannot be reached" means that no connection could be opened to it within the connect
-    /// timeout, or that a freshly opened one failed (reset, or no reply within the read
-    /// timeout). A timeout on a connection that had worked before fails only that operation.
-    ///
-    /// ```
-    /// # use std::time::Duration;
-    /// let builder = server_session::store::MemcachedStore::builder()
-    ///     .url("memcache://10.0.0.5,10.0.0.6,10.0.0.7")
-    ///     .dead_server_backoff(Duration::from_secs(10));
-    /// ```
-    pub fn dead_server_backoff(mut self, backoff: Duration) -> Self {
-        self.dead_server_backoff = backoff;
-        self
+        /// With several servers: how long a server that cannot be reached is left out. Its keys
+        /// then go to the server that ranks next for them, where they are absent (a session it held
+        /// starts afresh), and the request that found it dead is served there too. After the
+        /// back-off one request tries it again, and a server that answers is used again at once,
+        /// so its keys move back. Default: 5 seconds; `Duration::ZERO` turns this off (operations
+        /// on its keys fail while it is down). A single server is never left out.
+        ///
+        /// "Cannot be reached" means that no connection could be opened to it within the connect
+        /// timeout, or that a freshly opened one failed (reset, or no reply within the read
+        /// timeout). A timeout on a connection that had worked before fails only that operation.
+        ///
+        /// ```
+        /// # use std::time::Duration;
+        /// let builder = server_session::store::MemcachedStore::builder()
+        ///     .url("memcache://10.0.0.5,10.0.0.6,10.0.0.7")
+        ///     .dead_server_backoff(Duration::from_secs(10));
+        /// ```
+        dead_server_backoff(backoff: Duration) => dead_server_backoff;
     }
 
     /// Validates the settings and the URL. No connection is opened here: a server that is down
@@ -255,7 +241,7 @@ impl MemcachedStoreBuilder {
             ("read_timeout", self.read_timeout),
             ("write_timeout", self.write_timeout),
         ];
-        if let Some((name, _)) = timeouts.iter().find(|(_, t)| t.is_zero()) {
+        if let Some(name) = zero_timeout(&timeouts) {
             return Err(Error::Config(format!(
                 "MemcachedStore {name} must be above zero"
             )));

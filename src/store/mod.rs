@@ -15,6 +15,8 @@ mod mongodb;
 mod null;
 mod sweeper;
 
+#[cfg(any(feature = "redis", feature = "memcached"))]
+mod builder;
 #[cfg(feature = "memcached")]
 mod memcached;
 #[cfg(feature = "postgres")]

@@ -6,7 +6,11 @@ use ::redis::io::tcp::TcpSettings;
 use ::redis::{Client, Cmd, Connection, FromRedisValue, RedisError, Value};
 use r2d2::{ManageConnection, Pool};
 
+use super::builder::setters;
 use crate::{Error, Result};
+use pool::{PoolSettings, Pooled};
+
+pub(super) mod pool;
 
 /// Where a store with no URL and no client connects: Flask-Session's development default.
 const DEFAULT_URL: &str = "redis://127.0.0.1:6379";
@@ -29,34 +33,18 @@ const DEFAULT_URL: &str = "redis://127.0.0.1:6379";
 ///     .build()?; // no I/O yet: connections are opened in the background
 /// # Ok::<(), server_session::Error>(())
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct RedisStoreBuilder {
     target: Target,
-    connect_timeout: Duration,
-    read_timeout: Duration,
-    write_timeout: Duration,
-    pool_size: u32,
-    checkout_timeout: Duration,
+    settings: PoolSettings,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 enum Target {
+    #[default]
     Default,
     Url(String),
     Client(Client),
-}
-
-impl Default for RedisStoreBuilder {
-    fn default() -> Self {
-        Self {
-            target: Target::Default,
-            connect_timeout: Duration::from_secs(1),
-            read_timeout: Duration::from_secs(2),
-            write_timeout: Duration::from_secs(2),
-            pool_size: 16,
-            checkout_timeout: Duration::from_secs(1),
-        }
-    }
 }
 
 impl RedisStoreBuilder {
@@ -85,63 +73,50 @@ impl RedisStoreBuilder {
         self
     }
 
-    /// How long opening a connection (TCP connect plus the handshake: `AUTH`, `SELECT`) may
-    /// take. Default: 1 second.
-    ///
-    /// ```
-    /// # use std::time::Duration;
-    /// let builder = server_session::store::RedisStore::builder().connect_timeout(Duration::from_millis(250));
-    /// ```
-    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.connect_timeout = timeout;
-        self
-    }
+    setters! {
+        /// How long opening a connection (TCP connect plus the handshake: `AUTH`, `SELECT`) may
+        /// take. Default: 1 second.
+        ///
+        /// ```
+        /// # use std::time::Duration;
+        /// let builder = server_session::store::RedisStore::builder().connect_timeout(Duration::from_millis(250));
+        /// ```
+        connect_timeout(timeout: Duration) => settings.connect_timeout;
 
-    /// How long a command may wait for its reply before failing with a timeout. Default: 2
-    /// seconds. A connection that timed out is discarded, never reused.
-    ///
-    /// ```
-    /// # use std::time::Duration;
-    /// let builder = server_session::store::RedisStore::builder().read_timeout(Duration::from_secs(1));
-    /// ```
-    pub fn read_timeout(mut self, timeout: Duration) -> Self {
-        self.read_timeout = timeout;
-        self
-    }
+        /// How long a command may wait for its reply before failing with a timeout. Default: 2
+        /// seconds. A connection that timed out is discarded, never reused.
+        ///
+        /// ```
+        /// # use std::time::Duration;
+        /// let builder = server_session::store::RedisStore::builder().read_timeout(Duration::from_secs(1));
+        /// ```
+        read_timeout(timeout: Duration) => settings.read_timeout;
 
-    /// How long sending a command may block. Default: 2 seconds.
-    ///
-    /// ```
-    /// # use std::time::Duration;
-    /// let builder = server_session::store::RedisStore::builder().write_timeout(Duration::from_secs(1));
-    /// ```
-    pub fn write_timeout(mut self, timeout: Duration) -> Self {
-        self.write_timeout = timeout;
-        self
-    }
+        /// How long sending a command may block. Default: 2 seconds.
+        ///
+        /// ```
+        /// # use std::time::Duration;
+        /// let builder = server_session::store::RedisStore::builder().write_timeout(Duration::from_secs(1));
+        /// ```
+        write_timeout(timeout: Duration) => settings.write_timeout;
 
-    /// The most connections the pool holds (it keeps them all open once made). Default: 16,
-    /// which serves 16 requests touching the store at the same instant; size it to the number
-    /// of worker threads of your server.
-    ///
-    /// ```
-    /// let builder = server_session::store::RedisStore::builder().pool_size(8);
-    /// ```
-    pub fn pool_size(mut self, size: u32) -> Self {
-        self.pool_size = size;
-        self
-    }
+        /// The most connections the pool holds (it keeps them all open once made). Default: 16,
+        /// which serves 16 requests touching the store at the same instant; size it to the number
+        /// of worker threads of your server.
+        ///
+        /// ```
+        /// let builder = server_session::store::RedisStore::builder().pool_size(8);
+        /// ```
+        pool_size(size: u32) => settings.pool_size;
 
-    /// How long a store operation waits for a pooled connection (all busy, or the server
-    /// unreachable) before failing with [`Error::Pool`]. Default: 1 second.
-    ///
-    /// ```
-    /// # use std::time::Duration;
-    /// let builder = server_session::store::RedisStore::builder().checkout_timeout(Duration::from_millis(500));
-    /// ```
-    pub fn checkout_timeout(mut self, timeout: Duration) -> Self {
-        self.checkout_timeout = timeout;
-        self
+        /// How long a store operation waits for a pooled connection (all busy, or the server
+        /// unreachable) before failing with [`Error::Pool`]. Default: 1 second.
+        ///
+        /// ```
+        /// # use std::time::Duration;
+        /// let builder = server_session::store::RedisStore::builder().checkout_timeout(Duration::from_millis(500));
+        /// ```
+        checkout_timeout(timeout: Duration) => settings.checkout_timeout;
     }
 
     /// Validates the settings and starts the pool, which opens its connections in the
@@ -160,7 +135,9 @@ impl RedisStoreBuilder {
     /// assert!(matches!(err, Error::Redis(_)));
     /// ```
     pub fn build(self) -> Result<RedisStore> {
-        self.validate()?;
+        if let Some(why) = self.settings.problem() {
+            return Err(Error::Config(format!("RedisStore {why}")));
+        }
         let client = match self.target {
             Target::Default => {
                 log::info!("no Redis URL or client given: connecting to {DEFAULT_URL}");
@@ -171,38 +148,13 @@ impl RedisStoreBuilder {
         };
         let connector = Connector {
             client: with_nodelay(&client)?,
-            connect_timeout: self.connect_timeout,
-            read_timeout: self.read_timeout,
-            write_timeout: self.write_timeout,
+            connect_timeout: self.settings.connect_timeout,
+            read_timeout: self.settings.read_timeout,
+            write_timeout: self.settings.write_timeout,
         };
-        let pool = Pool::builder()
-            .max_size(self.pool_size)
-            .connection_timeout(self.checkout_timeout)
-            .test_on_check_out(false)
-            .build_unchecked(connector);
         Ok(RedisStore {
-            pool: Pools::Own(pool),
+            pool: Pools::Own(self.settings.pool(connector)),
         })
-    }
-
-    fn validate(&self) -> Result<()> {
-        let timeouts = [
-            ("connect_timeout", self.connect_timeout),
-            ("read_timeout", self.read_timeout),
-            ("write_timeout", self.write_timeout),
-            ("checkout_timeout", self.checkout_timeout),
-        ];
-        if let Some((name, _)) = timeouts.iter().find(|(_, t)| t.is_zero()) {
-            return Err(Error::Config(format!(
-                "RedisStore {name} must be above zero"
-            )));
-        }
-        if self.pool_size == 0 {
-            return Err(Error::Config(
-                "RedisStore pool_size must be at least 1".into(),
-            ));
-        }
-        Ok(())
     }
 }
 
@@ -443,34 +395,25 @@ struct Connector {
     write_timeout: Duration,
 }
 
-/// A pooled connection, and whether a failed command left it unfit for reuse.
-struct TimedConnection {
-    connection: Connection,
-    broken: bool,
-}
-
 impl ManageConnection for Connector {
-    type Connection = TimedConnection;
+    type Connection = Pooled<Connection>;
     type Error = RedisError;
 
-    fn connect(&self) -> Result<TimedConnection, RedisError> {
+    fn connect(&self) -> Result<Pooled<Connection>, RedisError> {
         let connection = self
             .client
             .get_connection_with_timeout(self.connect_timeout)?;
         connection.set_read_timeout(Some(self.read_timeout))?;
         connection.set_write_timeout(Some(self.write_timeout))?;
-        Ok(TimedConnection {
-            connection,
-            broken: false,
-        })
+        Ok(Pooled::new(connection))
     }
 
     /// Only called if someone turns `test_on_check_out` back on; our pool never does.
-    fn is_valid(&self, conn: &mut TimedConnection) -> Result<(), RedisError> {
+    fn is_valid(&self, conn: &mut Pooled<Connection>) -> Result<(), RedisError> {
         ::redis::cmd("PING").query::<()>(&mut conn.connection)
     }
 
-    fn has_broken(&self, conn: &mut TimedConnection) -> bool {
-        conn.broken || !::redis::ConnectionLike::is_open(&conn.connection)
+    fn has_broken(&self, conn: &mut Pooled<Connection>) -> bool {
+        conn.has_broken()
     }
 }

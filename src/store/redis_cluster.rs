@@ -11,6 +11,8 @@ use ::redis::{
 };
 use r2d2::{ManageConnection, Pool};
 
+use super::builder::setters;
+use super::redis::pool::{PoolSettings, Pooled};
 use super::redis::{is_server_reply, store_by_commands};
 use crate::{Error, Result};
 
@@ -40,11 +42,7 @@ const RETRY_WAIT_MAX_MS: u64 = 200;
 #[derive(Debug, Clone)]
 pub struct RedisClusterStoreBuilder {
     seeds: Seeds,
-    connect_timeout: Duration,
-    read_timeout: Duration,
-    write_timeout: Duration,
-    pool_size: u32,
-    checkout_timeout: Duration,
+    settings: PoolSettings,
     retries: u32,
 }
 
@@ -59,11 +57,7 @@ impl Default for RedisClusterStoreBuilder {
     fn default() -> Self {
         Self {
             seeds: Seeds::None,
-            connect_timeout: Duration::from_secs(1),
-            read_timeout: Duration::from_secs(2),
-            write_timeout: Duration::from_secs(2),
-            pool_size: 16,
-            checkout_timeout: Duration::from_secs(1),
+            settings: PoolSettings::default(),
             retries: 1,
         }
     }
@@ -101,76 +95,60 @@ impl RedisClusterStoreBuilder {
         self
     }
 
-    /// How long opening a connection to one node may take, including its handshake and the
-    /// `PING` the cluster client sends on it. Default: 1 second.
-    ///
-    /// ```
-    /// # use std::time::Duration;
-    /// let builder = server_session::store::RedisClusterStore::builder().connect_timeout(Duration::from_millis(250));
-    /// ```
-    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.connect_timeout = timeout;
-        self
-    }
+    setters! {
+        /// How long opening a connection to one node may take, including its handshake and the
+        /// `PING` the cluster client sends on it. Default: 1 second.
+        ///
+        /// ```
+        /// # use std::time::Duration;
+        /// let builder = server_session::store::RedisClusterStore::builder().connect_timeout(Duration::from_millis(250));
+        /// ```
+        connect_timeout(timeout: Duration) => settings.connect_timeout;
 
-    /// How long one attempt of a command may wait for its reply. Default: 2 seconds. The
-    /// `redis` crate retries a timed-out command (see [`retries`](Self::retries)), so a node
-    /// that stops answering fails an operation after `(retries + 1) × read_timeout`.
-    ///
-    /// ```
-    /// # use std::time::Duration;
-    /// let builder = server_session::store::RedisClusterStore::builder().read_timeout(Duration::from_secs(1));
-    /// ```
-    pub fn read_timeout(mut self, timeout: Duration) -> Self {
-        self.read_timeout = timeout;
-        self
-    }
+        /// How long one attempt of a command may wait for its reply. Default: 2 seconds. The
+        /// `redis` crate retries a timed-out command (see [`retries`](Self::retries)), so a node
+        /// that stops answering fails an operation after `(retries + 1) × read_timeout`.
+        ///
+        /// ```
+        /// # use std::time::Duration;
+        /// let builder = server_session::store::RedisClusterStore::builder().read_timeout(Duration::from_secs(1));
+        /// ```
+        read_timeout(timeout: Duration) => settings.read_timeout;
 
-    /// How long sending a command may block. Default: 2 seconds.
-    ///
-    /// ```
-    /// # use std::time::Duration;
-    /// let builder = server_session::store::RedisClusterStore::builder().write_timeout(Duration::from_secs(1));
-    /// ```
-    pub fn write_timeout(mut self, timeout: Duration) -> Self {
-        self.write_timeout = timeout;
-        self
-    }
+        /// How long sending a command may block. Default: 2 seconds.
+        ///
+        /// ```
+        /// # use std::time::Duration;
+        /// let builder = server_session::store::RedisClusterStore::builder().write_timeout(Duration::from_secs(1));
+        /// ```
+        write_timeout(timeout: Duration) => settings.write_timeout;
 
-    /// The most cluster connections the pool holds (it keeps them all open once made). Each
-    /// holds one socket per cluster node. Default: 16; size it to your worker threads.
-    ///
-    /// ```
-    /// let builder = server_session::store::RedisClusterStore::builder().pool_size(8);
-    /// ```
-    pub fn pool_size(mut self, size: u32) -> Self {
-        self.pool_size = size;
-        self
-    }
+        /// The most cluster connections the pool holds (it keeps them all open once made). Each
+        /// holds one socket per cluster node. Default: 16; size it to your worker threads.
+        ///
+        /// ```
+        /// let builder = server_session::store::RedisClusterStore::builder().pool_size(8);
+        /// ```
+        pool_size(size: u32) => settings.pool_size;
 
-    /// How long a store operation waits for a pooled connection (all busy, or no seed node
-    /// reachable) before failing with [`Error::Pool`]. Default: 1 second.
-    ///
-    /// ```
-    /// # use std::time::Duration;
-    /// let builder = server_session::store::RedisClusterStore::builder().checkout_timeout(Duration::from_millis(500));
-    /// ```
-    pub fn checkout_timeout(mut self, timeout: Duration) -> Self {
-        self.checkout_timeout = timeout;
-        self
-    }
+        /// How long a store operation waits for a pooled connection (all busy, or no seed node
+        /// reachable) before failing with [`Error::Pool`]. Default: 1 second.
+        ///
+        /// ```
+        /// # use std::time::Duration;
+        /// let builder = server_session::store::RedisClusterStore::builder().checkout_timeout(Duration::from_millis(500));
+        /// ```
+        checkout_timeout(timeout: Duration) => settings.checkout_timeout;
 
-    /// How many times the `redis` crate retries a command after a redirect (`MOVED`, `ASK`),
-    /// a `TRYAGAIN`/`CLUSTERDOWN` reply (after a pause of 20 to 200 ms), a lost connection or
-    /// a timeout. Default: 1, enough to follow a slot that moved after a failover; 0 turns
-    /// retries off. Each retry may cost another [`read_timeout`](Self::read_timeout).
-    ///
-    /// ```
-    /// let builder = server_session::store::RedisClusterStore::builder().retries(2);
-    /// ```
-    pub fn retries(mut self, retries: u32) -> Self {
-        self.retries = retries;
-        self
+        /// How many times the `redis` crate retries a command after a redirect (`MOVED`, `ASK`),
+        /// a `TRYAGAIN`/`CLUSTERDOWN` reply (after a pause of 20 to 200 ms), a lost connection or
+        /// a timeout. Default: 1, enough to follow a slot that moved after a failover; 0 turns
+        /// retries off. Each retry may cost another [`read_timeout`](Self::read_timeout).
+        ///
+        /// ```
+        /// let builder = server_session::store::RedisClusterStore::builder().retries(2);
+        /// ```
+        retries(retries: u32) => retries;
     }
 
     /// Validates the settings and starts the pool, which opens its connections in the
@@ -188,44 +166,31 @@ impl RedisClusterStoreBuilder {
     /// assert!(matches!(err, Error::Config(_)));
     /// ```
     pub fn build(self) -> Result<RedisClusterStore> {
-        self.validate()?;
+        if let Some(why) = self.settings.problem() {
+            return Err(config(&why));
+        }
         let seeds = match &self.seeds {
             Seeds::None => return Err(config("no seed node given (url or nodes)")),
             Seeds::Url(url) => parse_url(url)?,
             Seeds::Nodes(nodes) => nodes.clone(),
         };
         let client = ClusterClient::builder(seeds)
-            .connection_timeout(self.connect_timeout)
-            .response_timeout(self.read_timeout)
+            .connection_timeout(self.settings.connect_timeout)
+            .response_timeout(self.settings.read_timeout)
             .retries(self.retries)
             .min_retry_wait(RETRY_WAIT_MIN_MS)
             .max_retry_wait(RETRY_WAIT_MAX_MS)
             .retry_wait_formula(RETRY_WAIT_MIN_MS, 2)
             .tcp_settings(TcpSettings::default().set_nodelay(true))
             .build()?;
-        Ok(RedisClusterStore::start(
-            Connector {
-                client,
-                write_timeout: self.write_timeout,
-            },
-            &self,
-        ))
-    }
-
-    fn validate(&self) -> Result<()> {
-        let timeouts = [
-            ("connect_timeout", self.connect_timeout),
-            ("read_timeout", self.read_timeout),
-            ("write_timeout", self.write_timeout),
-            ("checkout_timeout", self.checkout_timeout),
-        ];
-        if let Some((name, _)) = timeouts.iter().find(|(_, t)| t.is_zero()) {
-            return Err(config(&format!("{name} must be above zero")));
-        }
-        if self.pool_size == 0 {
-            return Err(config("pool_size must be at least 1"));
-        }
-        Ok(())
+        let connector = Arc::new(Connector {
+            client,
+            write_timeout: self.settings.write_timeout,
+        });
+        Ok(RedisClusterStore {
+            pool: self.settings.pool(Connector::clone(&connector)),
+            connector,
+        })
     }
 }
 
@@ -316,16 +281,6 @@ impl RedisClusterStore {
         Self::builder().url(url).build()
     }
 
-    fn start(connector: Connector, settings: &RedisClusterStoreBuilder) -> Self {
-        let connector = Arc::new(connector);
-        let pool = Pool::builder()
-            .max_size(settings.pool_size)
-            .connection_timeout(settings.checkout_timeout)
-            .test_on_check_out(false)
-            .build_unchecked(Connector::clone(&connector));
-        Self { pool, connector }
-    }
-
     /// Runs one command on a pooled cluster connection and converts its reply.
     ///
     /// An error that is not a server's reply marks the connection broken, so the pool drops it
@@ -360,29 +315,20 @@ struct Connector {
     write_timeout: Duration,
 }
 
-/// A pooled cluster connection, and whether a failed command left it unfit for reuse.
-struct Pooled {
-    connection: ClusterConnection<Node>,
-    broken: bool,
-}
-
 impl ManageConnection for Connector {
-    type Connection = Pooled;
+    type Connection = Pooled<ClusterConnection<Node>>;
     type Error = RedisError;
 
-    fn connect(&self) -> RedisResult<Pooled> {
+    fn connect(&self) -> RedisResult<Pooled<ClusterConnection<Node>>> {
         // The generic form is the only way to give the cluster client node connections whose
         // first `PING` has a timeout (see `Node`).
         let connection = self.client.get_generic_connection::<Node>()?;
         connection.set_write_timeout(Some(self.write_timeout))?;
-        Ok(Pooled {
-            connection,
-            broken: false,
-        })
+        Ok(Pooled::new(connection))
     }
 
     /// Only called if someone turns `test_on_check_out` back on; our pool never does.
-    fn is_valid(&self, conn: &mut Pooled) -> RedisResult<()> {
+    fn is_valid(&self, conn: &mut Pooled<ClusterConnection<Node>>) -> RedisResult<()> {
         match conn.connection.check_connection() {
             true => Ok(()),
             false => Err(RedisError::from((
@@ -392,8 +338,8 @@ impl ManageConnection for Connector {
         }
     }
 
-    fn has_broken(&self, conn: &mut Pooled) -> bool {
-        conn.broken || !conn.connection.is_open()
+    fn has_broken(&self, conn: &mut Pooled<ClusterConnection<Node>>) -> bool {
+        conn.has_broken()
     }
 }
 

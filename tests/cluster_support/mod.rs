@@ -11,11 +11,9 @@
 use std::fs::File;
 use std::path::PathBuf;
 use std::process::Command;
-use std::time::SystemTime;
 
 use fs2::FileExt;
-use server_session::store::Store;
-use server_session::Result;
+use server_session::store::conformance::Guarded;
 
 /// The directory `scripts/cluster.sh` keeps the clusters' state and lock in.
 pub fn cluster_dir() -> PathBuf {
@@ -91,37 +89,12 @@ pub fn nodes(url: &str) -> Vec<String> {
 }
 
 /// A store used while holding the lock shared, for the conformance suite.
-pub struct Steady<S> {
-    pub store: S,
-    _lock: File,
-}
+pub type Steady<S> = Guarded<S, File>;
 
-impl<S> Steady<S> {
-    pub fn new(store: S) -> Self {
-        Self {
-            _lock: lock_shared(),
-            store,
-        }
-    }
-}
-
-impl<S: Store> Store for Steady<S> {
-    fn load(&self, key: &str) -> Result<Option<Vec<u8>>> {
-        self.store.load(key)
-    }
-    fn create(&self, key: &str, value: &[u8], expires: SystemTime) -> Result<bool> {
-        self.store.create(key, value, expires)
-    }
-    fn save(&self, key: &str, value: &[u8], expires: SystemTime) -> Result<bool> {
-        self.store.save(key, value, expires)
-    }
-    fn touch(&self, key: &str, expires: SystemTime) -> Result<bool> {
-        self.store.touch(key, expires)
-    }
-    fn delete(&self, key: &str) -> Result<()> {
-        self.store.delete(key)
-    }
-    fn load_and_touch(&self, key: &str, expires: SystemTime) -> Result<Option<Vec<u8>>> {
-        self.store.load_and_touch(key, expires)
+/// `store`, with the lock held shared until it is dropped.
+pub fn steady<S>(store: S) -> Steady<S> {
+    Guarded {
+        store,
+        guard: lock_shared(),
     }
 }

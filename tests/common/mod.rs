@@ -1,11 +1,12 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+use std::io::BufRead;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use server_session::store::{MemoryStore, Store};
-use server_session::Result;
+use server_session::{Error, Result};
 
 /// A real MemoryStore that also counts every call, to assert which store operations a request
 /// caused (and that invalid cookies cause none).
@@ -94,4 +95,40 @@ pub fn cookie_value(set_cookie: &str) -> String {
         .split_once('=')
         .map(|(_, v)| v.to_owned())
         .unwrap_or_default()
+}
+
+/// A store operation to check, with its name.
+pub type NamedOp<'a> = (&'a str, &'a dyn Fn() -> Result<()>);
+
+/// Runs each operation once and asserts that it fails within `limit`, with an error that
+/// `expected` accepts.
+pub fn assert_each_fails_within(
+    ops: &[NamedOp<'_>],
+    limit: Duration,
+    expected: impl Fn(&Error) -> bool,
+) {
+    for (name, op) in ops {
+        let start = Instant::now();
+        let err = op().unwrap_err();
+        assert!(expected(&err), "{name}: {err:?}");
+        assert!(start.elapsed() < limit, "{name} took {:?}", start.elapsed());
+    }
+}
+
+/// Reads one RESP command (an array of bulk strings), as a fake Redis server receives it, and
+/// returns its words, upper-cased.
+pub fn read_resp_command(reader: &mut impl BufRead) -> Option<Vec<String>> {
+    let mut line = String::new();
+    reader.read_line(&mut line).ok()?;
+    let count: usize = line.trim().strip_prefix('*')?.parse().ok()?;
+    let mut words = Vec::with_capacity(count);
+    for _ in 0..count {
+        line.clear();
+        reader.read_line(&mut line).ok()?;
+        let len: usize = line.trim().strip_prefix('$')?.parse().ok()?;
+        let mut arg = vec![0; len + 2];
+        reader.read_exact(&mut arg).ok()?;
+        words.push(String::from_utf8_lossy(&arg[..len]).to_uppercase());
+    }
+    Some(words)
 }

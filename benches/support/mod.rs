@@ -1,0 +1,116 @@
+//! What the store benches share: the signed config, a stored session, one request cycle, the
+//! store alone, and paired rounds of the cycle and its raw floor.
+#![allow(dead_code)] // each bench uses only part of it
+
+use std::hint::black_box;
+use std::time::{Duration, Instant, SystemTime};
+
+use criterion::measurement::WallTime;
+use criterion::BenchmarkGroup;
+use server_session::store::Store;
+use server_session::{Config, SessionManager};
+
+#[cfg(feature = "redis")]
+pub mod redis_floor;
+
+pub type Group<'a> = BenchmarkGroup<'a, WallTime>;
+
+/// The server URL in the environment variable `env`, or `None` after printing that the
+/// `bench` benches are skipped.
+pub fn server_url(env: &str, bench: &str) -> Option<String> {
+    let url = std::env::var(env).ok();
+    if url.is_none() {
+        println!("SKIP {bench} benches: {env} is not set");
+    }
+    url
+}
+
+/// Signed cookies, store keys starting with `key_prefix`.
+pub fn signed_config(key_prefix: &str) -> Config {
+    Config::builder()
+        .use_signer(true)
+        .secret_key("bench-secret-key")
+        .key_prefix(key_prefix)
+        .build()
+        .expect("valid config")
+}
+
+/// The expiry of a session saved now with the default 31-day lifetime.
+pub fn expiry() -> SystemTime {
+    SystemTime::now() + Duration::from_secs(31 * 86_400)
+}
+
+/// Stores a session with `visits` and a `note` of `note_len` characters (180 make about 200
+/// bytes of MessagePack); returns the `Cookie` header that names it and its store key.
+pub fn stored_session<S: Store>(manager: &SessionManager<S>, note_len: usize) -> (String, String) {
+    let mut session = manager.open(None);
+    session.insert("visits", &0u64).expect("insert");
+    session
+        .insert("note", &"x".repeat(note_len))
+        .expect("insert");
+    let commit = session.commit().expect("commit");
+    let pair = commit.set_cookie().expect("cookie").split(';').next();
+    let pair = pair.expect("pair").to_owned();
+    let signed = pair.split_once('=').expect("name=value").1;
+    let id = signed.rsplit_once('.').expect("signed").0;
+    let key = format!("{}{id}", manager.config().key_prefix());
+    (pair, key)
+}
+
+/// One request: open with the cookie, read, write, commit (one load and one save).
+pub fn cycle<S: Store>(manager: &SessionManager<S>, header: &str) {
+    let mut session = manager.open(Some(black_box(header)));
+    let visits: u64 = session.get("visits").expect("get").unwrap_or(0);
+    session.insert("visits", &(visits + 1)).expect("insert");
+    black_box(session.commit().expect("commit"));
+}
+
+/// Benchmarks the load and save of a request cycle on `store` alone, without the manager.
+pub fn store_alone<S: Store>(
+    group: &mut Group<'_>,
+    name: &str,
+    store: &S,
+    key: &str,
+    value: &[u8],
+) {
+    group.bench_function(name, |b| {
+        let expires = expiry();
+        b.iter(|| {
+            black_box(store.load(key).expect("load"));
+            assert!(store.save(key, value, expires).expect("save"));
+        })
+    });
+}
+
+/// Alternates `rounds` short rounds of `per_round` request cycles and as many floor cycles, so
+/// both see the same machine state, and prints the best of each and the median of the paired
+/// ratios (the line scripts/bench.sh reads).
+pub fn paired_rounds(
+    name: &str,
+    rounds: usize,
+    per_round: u32,
+    mut cycle: impl FnMut(),
+    mut floor: impl FnMut(),
+) {
+    let time = |f: &mut dyn FnMut()| {
+        let start = Instant::now();
+        (0..per_round).for_each(|_| f());
+        start.elapsed().as_secs_f64() * 1e6 / f64::from(per_round)
+    };
+    let (mut cycles, mut floors) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        cycles.push(time(&mut cycle));
+        floors.push(time(&mut floor));
+    }
+    let mut ratios: Vec<f64> = cycles.iter().zip(&floors).map(|(c, f)| c / f).collect();
+    ratios.sort_by(f64::total_cmp);
+    let best = |v: &[f64]| v.iter().copied().fold(f64::MAX, f64::min);
+    println!(
+        "{name} paired rounds: best cycle {:.1} us, best floor {:.1} us, ratio of bests {:.3}, \
+         median paired ratio {:.3}",
+        best(&cycles),
+        best(&floors),
+        best(&cycles) / best(&floors),
+        ratios[rounds / 2]
+    );
+}
