@@ -16,7 +16,9 @@ use std::time::Duration;
 
 use server_session::adapter::tiny_http::handle;
 use server_session::codec::Codec;
-use server_session::store::{self, FileStore, MemoryStore, Store};
+#[allow(unused_imports)] // the server stores' arms, each behind its feature, use it
+use server_session::store;
+use server_session::store::{FileStore, MemoryStore, Store};
 use server_session::{Config, ConfigBuilder, Result, Session, SessionManager};
 use tiny_http::{Header, Method, Request, Response, Server};
 
@@ -76,6 +78,7 @@ fn start(args: &Args) -> Result<(), String> {
         return run(file_store("flask_session")?, args);
     };
     let scheme = url.split_once(':').map_or(url, |(scheme, _)| scheme);
+    #[allow(unused_variables)] // only the server stores' arms, each behind its feature, use it
     let failed = |e: server_session::Error| format!("store {url}: {e}");
     match scheme {
         "memory" => run(MemoryStore::new(), args),
