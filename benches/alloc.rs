@@ -2,7 +2,8 @@
 //! allocator (no timing, no criterion): `cargo bench --bench alloc`. `scripts/bench.sh` runs it
 //! and copies its `alloc:` lines into BENCHMARKS.md.
 //!
-//! The cycle is the one `benches/core.rs` times: open with a signed cookie, get, insert, commit.
+//! The cycle is the one `benches/core.rs` times, on the same ~200-byte session: open with a
+//! signed cookie, get, insert, commit.
 //! Each phase is counted on its own too, so a regression points at its phase. With
 //! `ALLOC_TRACE=1` every allocation of one cycle is printed with the frames of this crate and
 //! its dependencies that made it (a bench build keeps symbol names, not line numbers).
@@ -15,7 +16,10 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use server_session::store::MemoryStore;
-use server_session::{Config, SessionManager};
+use server_session::SessionManager;
+
+mod support;
+use support::{browser_header, signed_config, stored_session};
 
 /// Counts allocations (`alloc`, `alloc_zeroed`, `realloc`) and bytes requested.
 struct Counting;
@@ -108,27 +112,6 @@ fn counted<T>(f: impl FnOnce() -> T) -> (T, Count) {
     let start = Count::now();
     let out = f();
     (out, Count::now().since(start))
-}
-
-const BROWSER_COOKIES: &str = "_ga=GA1.1.123456789.1700000000; theme=dark; \
-    csrftoken=Zm9vYmFyYmF6cXV4cXV1eHh5enp5eHd2dXRzcnFwb24; lang=en-GB";
-
-fn signed_manager() -> SessionManager<MemoryStore> {
-    let config = Config::builder()
-        .use_signer(true)
-        .secret_key("bench-secret-key")
-        .build()
-        .expect("valid config");
-    SessionManager::new(MemoryStore::new(), config)
-}
-
-/// A stored session with `visits` (as in benches/core.rs) and the `Cookie` header naming it.
-fn stored_session(manager: &SessionManager<MemoryStore>) -> String {
-    let mut session = manager.open(None);
-    session.insert("visits", &0u64).expect("insert");
-    let commit = session.commit().expect("commit");
-    let pair = commit.set_cookie().expect("cookie").split(';').next();
-    format!("{BROWSER_COOKIES}; {}", pair.expect("pair"))
 }
 
 /// One cycle, phase by phase: (open, get, insert, commit, drop of the commit's headers).
@@ -234,8 +217,8 @@ fn ours(frame: &str) -> bool {
 
 fn main() {
     // `cargo bench` passes `--bench`; any other argument (a criterion filter) is ignored.
-    let manager = signed_manager();
-    let header = stored_session(&manager);
+    let manager = SessionManager::new(MemoryStore::new(), signed_config("session:"));
+    let header = browser_header(&stored_session(&manager, 180).0);
     report(
         "request cycle with a signed cookie (open, get, insert, commit; MemoryStore)",
         &manager,

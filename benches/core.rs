@@ -5,37 +5,21 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use server_session::store::MemoryStore;
-use server_session::{Config, SessionId, SessionManager, Signer};
+use server_session::{SessionId, SessionManager, Signer};
 
-const BROWSER_COOKIES: &str = "_ga=GA1.1.123456789.1700000000; theme=dark; \
-    csrftoken=Zm9vYmFyYmF6cXV4cXV1eHh5enp5eHd2dXRzcnFwb24; lang=en-GB";
+mod support;
+use support::{browser_header, cycle, signed_config, stored_session};
 
-fn signed_manager() -> SessionManager<MemoryStore> {
-    let config = Config::builder()
-        .use_signer(true)
-        .secret_key("bench-secret-key")
-        .build()
-        .expect("valid config");
-    SessionManager::new(MemoryStore::new(), config)
-}
-
-/// A stored session with `visits` and the `Cookie` header that names it.
-fn stored_session(manager: &SessionManager<MemoryStore>) -> String {
-    let mut session = manager.open(None);
-    session.insert("visits", &0u64).expect("insert");
-    let set_cookie = session
-        .commit()
-        .expect("commit")
-        .set_cookie()
-        .expect("cookie")
-        .to_owned();
-    let pair = set_cookie.split(';').next().expect("pair");
-    format!("{BROWSER_COOKIES}; {pair}")
+/// A MemoryStore manager holding the ~200-byte session of every bench, and a browser's
+/// `Cookie` header naming it.
+fn signed_session() -> (SessionManager<MemoryStore>, String) {
+    let manager = SessionManager::new(MemoryStore::new(), signed_config("session:"));
+    let (pair, _) = stored_session(&manager, 180);
+    (manager, browser_header(&pair))
 }
 
 fn cookie_and_signature(c: &mut Criterion) {
-    let manager = signed_manager();
-    let header = stored_session(&manager);
+    let (manager, header) = signed_session();
     c.bench_function("open: parse Cookie header + verify signature", |b| {
         b.iter(|| {
             let session = manager.open(Some(black_box(&header)));
@@ -56,18 +40,10 @@ fn id_generation(c: &mut Criterion) {
 }
 
 fn memory_request_cycle(c: &mut Criterion) {
-    let manager = signed_manager();
-    let header = stored_session(&manager);
+    let (manager, header) = signed_session();
     c.bench_function(
         "request cycle: open, get, insert, commit (MemoryStore, signed)",
-        |b| {
-            b.iter(|| {
-                let mut session = manager.open(Some(black_box(&header)));
-                let visits: u64 = session.get("visits").expect("get").unwrap_or(0);
-                session.insert("visits", &(visits + 1)).expect("insert");
-                black_box(session.commit().expect("commit"));
-            })
-        },
+        |b| b.iter(|| cycle(&manager, &header)),
     );
 }
 

@@ -35,6 +35,14 @@ pub fn signed_config(key_prefix: &str) -> Config {
         .expect("valid config")
 }
 
+/// A `Cookie` header as a browser sends it: other sites' cookies around the session's `pair`.
+pub fn browser_header(pair: &str) -> String {
+    format!(
+        "_ga=GA1.1.123456789.1700000000; theme=dark; \
+         csrftoken=Zm9vYmFyYmF6cXV4cXV1eHh5enp5eHd2dXRzcnFwb24; {pair}; lang=en-GB"
+    )
+}
+
 /// The expiry of a session saved now with the default 31-day lifetime.
 pub fn expiry() -> SystemTime {
     SystemTime::now() + Duration::from_secs(31 * 86_400)
@@ -106,7 +114,7 @@ pub fn paired_rounds(
     ratios.sort_by(f64::total_cmp);
     let best = |v: &[f64]| v.iter().copied().fold(f64::MAX, f64::min);
     println!(
-        "{name} paired rounds: best cycle {:.1} us, best floor {:.1} us, ratio of bests {:.3}, \
+        "{name} paired rounds: best cycle {:.2} us, best floor {:.2} us, ratio of bests {:.3}, \
          median paired ratio {:.3}",
         best(&cycles),
         best(&floors),

@@ -48,7 +48,8 @@ pub struct MsgPack;
 
 impl Codec for MsgPack {
     fn encode(&self, map: &SessionMap) -> Result<Vec<u8>> {
-        let mut out = Vec::with_capacity(64);
+        // Room for a typical session (a few hundred bytes), so that encoding allocates once.
+        let mut out = Vec::with_capacity(256);
         write_session(&mut out, map).map_err(Error::Encode)?;
         Ok(out)
     }
