@@ -217,7 +217,7 @@ fn ours(frame: &str) -> bool {
 
 fn main() {
     // `cargo bench` passes `--bench`; any other argument (a criterion filter) is ignored.
-    let manager = SessionManager::new(MemoryStore::new(), signed_config("session:"));
+    let manager = SessionManager::new(MemoryStore::new(), signed_config("session:")).unwrap();
     let header = browser_header(&stored_session(&manager, 180).0);
     report(
         "request cycle with a signed cookie (open, get, insert, commit; MemoryStore)",

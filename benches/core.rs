@@ -13,7 +13,7 @@ use support::{browser_header, cycle, signed_config, stored_session};
 /// A MemoryStore manager holding the ~200-byte session of every bench, and a browser's
 /// `Cookie` header naming it.
 fn signed_session() -> (SessionManager<MemoryStore>, String) {
-    let manager = SessionManager::new(MemoryStore::new(), signed_config("session:"));
+    let manager = SessionManager::new(MemoryStore::new(), signed_config("session:")).unwrap();
     let (pair, _) = stored_session(&manager, 180);
     (manager, browser_header(&pair))
 }

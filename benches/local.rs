@@ -72,7 +72,7 @@ impl FileFloor {
 }
 
 fn memory(c: &mut Criterion) {
-    let manager = SessionManager::new(MemoryStore::new(), signed_config("session:"));
+    let manager = SessionManager::new(MemoryStore::new(), signed_config("session:")).unwrap();
     let (header, key) = stored_session(&manager, 180);
     let value = manager.store().load(&key).expect("load").expect("stored");
     let floor = MemoryFloor {
@@ -101,7 +101,7 @@ fn memory(c: &mut Criterion) {
 fn file(c: &mut Criterion) {
     let dir = tempfile::tempdir_in("target").expect("temp dir under target/");
     let store = FileStore::new(dir.path().join("sessions")).expect("store");
-    let manager = SessionManager::new(store, signed_config("session:"));
+    let manager = SessionManager::new(store, signed_config("session:")).unwrap();
     let (header, key) = stored_session(&manager, 180);
     let value = manager.store().load(&key).expect("load").expect("stored");
     // The FileStore's file is a 24-byte header and the payload; the floor writes as many bytes.

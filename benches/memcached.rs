@@ -104,7 +104,7 @@ fn request_cycle(c: &mut Criterion) {
     };
     let store = MemcachedStore::open(&url).expect("store");
     let server = store.servers().next().expect("a server").to_owned();
-    let manager = SessionManager::new(store, signed_config("bench:session:"));
+    let manager = SessionManager::new(store, signed_config("bench:session:")).unwrap();
     let (header, key) = stored_session(&manager, 180);
     let value = manager.store().load(&key).expect("load").expect("stored");
     let mut raw = Raw::new(&server, &key, value.clone());

@@ -103,7 +103,7 @@ fn median(mut times: Vec<Duration>) -> Duration {
 }
 
 fn request_cycle(c: &mut Criterion) {
-    let manager = SessionManager::new(store(), signed_config("session:"));
+    let manager = SessionManager::new(store(), signed_config("session:")).unwrap();
     let (header, key) = stored_session(&manager, 180);
     let collection = raw_collection(manager.store());
     let raw = || raw_cycle(&collection, black_box(&key));

@@ -33,7 +33,7 @@ fn request_cycle(c: &mut Criterion) {
         .table(TABLE)
         .build()
         .expect("store");
-    let manager = SessionManager::new(store, signed_config("session:"));
+    let manager = SessionManager::new(store, signed_config("session:")).unwrap();
     let (header, _) = stored_session(&manager, 200);
     let mut group = c.benchmark_group("postgres");
     group

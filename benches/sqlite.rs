@@ -29,7 +29,7 @@ fn bench_cycle(group: &mut Group<'_>, path: &Path, index: bool) {
         .expiry_index(index)
         .build()
         .expect("store");
-    let manager = SessionManager::new(store, signed_config("session:"));
+    let manager = SessionManager::new(store, signed_config("session:")).unwrap();
     let (header, _) = stored_session(&manager, 200);
     let name =
         format!("request cycle: open, get, insert, commit (SqliteStore, expiry index {index})");

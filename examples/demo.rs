@@ -137,7 +137,7 @@ fn run<S: Store + 'static>(store: S, args: &Args) -> Result<(), String> {
         builder = builder.lifetime(lifetime);
     }
     let config = builder.build().map_err(|e| e.to_string())?;
-    let manager = Arc::new(SessionManager::new(store, config));
+    let manager = Arc::new(SessionManager::new(store, config).unwrap());
     let server =
         Server::http(&args.addr).map_err(|e| format!("cannot listen on {}: {e}", args.addr))?;
     println!(

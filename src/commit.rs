@@ -15,7 +15,7 @@ const CREATE_ATTEMPTS: usize = 3;
 ///
 /// ```
 /// use server_session::{Config, SessionManager, store::MemoryStore};
-/// let manager = SessionManager::new(MemoryStore::new(), Config::default());
+/// let manager = SessionManager::new(MemoryStore::new(), Config::default())?;
 ///
 /// let untouched = manager.open(None).commit()?;
 /// assert_eq!(untouched.headers().count(), 0);
@@ -56,7 +56,7 @@ impl Commit {
 pub(crate) fn commit<S: Store, C: Codec>(mut session: Session<'_, S, C>) -> Result<Commit> {
     let expires = SystemTime::now() + session.manager.config().lifetime();
     let set_cookie = match session.data.take() {
-        None => refresh_unloaded(&session, expires)?,
+        None => skip_failed_refresh(refresh_unloaded(&session, expires)),
         Some(data) => commit_loaded(&session, &data, expires)?,
     };
     if let Some(stale) = &session.stale_id {
@@ -79,8 +79,18 @@ fn commit_loaded<S: Store, C: Codec>(
     } else if session.modified {
         write(session, data, expires).map(Some)
     } else {
-        refresh_loaded(session, data, expires)
+        Ok(skip_failed_refresh(refresh_loaded(session, data, expires)))
     }
+}
+
+/// A refresh only extends the expiry of a session this request did not change: when the
+/// store fails it, the response still goes out (a later request refreshes), so an outage
+/// never fails a route that does not need the session.
+fn skip_failed_refresh(refreshed: Result<Option<String>>) -> Option<String> {
+    refreshed.unwrap_or_else(|err| {
+        log::warn!("session expiry not refreshed, the response goes out without it: {err}");
+        None
+    })
 }
 
 /// An empty session is never stored; a stored one that became empty is deleted.

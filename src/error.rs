@@ -1,20 +1,22 @@
-//! The crate's one error type.
+//! The crate's one error type, and [`StoreError`], the one shape of every store failure.
 
 use std::fmt;
 
-/// Boxed source error of a codec or a backend client.
+/// Boxed source error of a codec, a backend client or the application.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// Everything that can go wrong in server-session.
 ///
 /// Invalid input from clients (malformed or forged cookies, unknown ids) is never an error: it
 /// yields a fresh session. Errors are reserved for configuration mistakes, application misuse and
-/// store failures.
+/// store failures. [`kind`](Error::kind) sorts any of them without naming a backend, so an app
+/// answers 503 or 500 in one `match`.
 ///
 /// ```
-/// use server_session::{Config, Error};
+/// use server_session::{Config, Error, ErrorKind};
 /// let err = Config::builder().use_signer(true).build().unwrap_err();
 /// assert!(matches!(err, Error::Config(_)));
+/// assert_eq!(err.kind(), ErrorKind::Other);
 /// ```
 #[non_exhaustive]
 #[derive(Debug)]
@@ -41,61 +43,277 @@ pub enum Error {
     IdCollision,
     /// A store key is not acceptable to the store (too long, forbidden characters).
     InvalidKey(String),
-    /// A filesystem operation failed.
-    Io(std::io::Error),
-    /// A MongoDB operation failed: server unreachable within the timeouts, a command error, or
-    /// an index that could not be created.
-    #[cfg(feature = "mongodb")]
-    MongoDb(mongodb::error::Error),
-    /// An SQLite operation failed (after retries, for a busy or locked database).
-    #[cfg(feature = "sqlite")]
-    Sqlite(rusqlite::Error),
-    /// A PostgreSQL operation failed (after retries, for a dropped connection).
-    #[cfg(feature = "postgres")]
-    Postgres(postgres::Error),
-    /// No pooled connection could be had within the pool's connection timeout.
-    #[cfg(any(feature = "sqlite", feature = "postgres", feature = "redis"))]
-    Pool(r2d2::Error),
-    /// A Redis command failed: the server was unreachable within the connect timeout, did not
-    /// answer within the read/write timeouts, or replied with an error.
-    #[cfg(feature = "redis")]
-    Redis(redis::RedisError),
-    /// A memcached operation failed: see [`MemcachedError`](crate::store::MemcachedError).
-    #[cfg(feature = "memcached")]
-    Memcached(crate::store::MemcachedError),
+    /// A store operation failed: see [`StoreError`] for which store, where and why.
+    Store(StoreError),
+    /// An error of the application, passed through an adapter (see [`Error::other`]).
+    Other(BoxError),
 }
 
 /// `Result` with [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// What kind of failure an [`Error`] is, the same for every backend.
+///
+/// ```
+/// use server_session::{Error, ErrorKind, StoreError};
+/// let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+/// let err = Error::from(StoreError::new("redis", ErrorKind::Unavailable, refused));
+/// let status = match err.kind() {
+///     ErrorKind::Unavailable => 503,
+///     _ => 500,
+/// };
+/// assert_eq!(status, 503);
+/// ```
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorKind {
+    /// The store could not be reached or did not answer in time: connection refused, a
+    /// timeout, no pooled connection free. Worth a retry later (HTTP 503).
+    Unavailable,
+    /// The store answered but refused: authentication failed, no such database or table,
+    /// permission denied, a value over its size limit. A setup problem; retrying will not help.
+    Rejected,
+    /// Anything else: invalid configuration, undecodable data, application errors.
+    Other,
+}
+
+impl ErrorKind {
+    /// The kind of an I/O error: network failures and timeouts are
+    /// [`Unavailable`](Self::Unavailable), permission and missing paths
+    /// [`Rejected`](Self::Rejected).
+    ///
+    /// ```
+    /// use server_session::ErrorKind;
+    /// let denied = std::io::Error::from(std::io::ErrorKind::PermissionDenied);
+    /// assert_eq!(ErrorKind::of_io(&denied), ErrorKind::Rejected);
+    /// let timed_out = std::io::Error::from(std::io::ErrorKind::TimedOut);
+    /// assert_eq!(ErrorKind::of_io(&timed_out), ErrorKind::Unavailable);
+    /// ```
+    pub fn of_io(error: &std::io::Error) -> Self {
+        use std::io::ErrorKind as Io;
+        match error.kind() {
+            Io::ConnectionRefused
+            | Io::ConnectionReset
+            | Io::ConnectionAborted
+            | Io::NotConnected
+            | Io::BrokenPipe
+            | Io::TimedOut
+            | Io::WouldBlock
+            | Io::UnexpectedEof
+            | Io::AddrNotAvailable
+            | Io::HostUnreachable
+            | Io::NetworkUnreachable
+            | Io::NetworkDown
+            | Io::Interrupted => Self::Unavailable,
+            Io::PermissionDenied
+            | Io::NotFound
+            | Io::ReadOnlyFilesystem
+            | Io::NotADirectory
+            | Io::IsADirectory
+            | Io::StorageFull
+            | Io::QuotaExceeded => Self::Rejected,
+            _ => Self::Other,
+        }
+    }
+}
+
+/// A store operation that failed: which store, what it was talking to, what kind of failure,
+/// the root cause in words, and the backend's own error as the typed [`source`].
+///
+/// `to_string()` reads `"<store> <target>: <cause>"`, e.g. `redis 127.0.0.1:6379:
+/// authentication failed` or `file store /var/lib/app/sessions: permission denied`. The target
+/// never holds a password. The backend's error stays available, typed, through
+/// [`downcast_ref`](Self::downcast_ref).
+///
+/// Third-party stores build their errors with the same constructors:
+///
+/// ```
+/// use server_session::{ErrorKind, StoreError};
+/// let io = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+/// let err = StoreError::new("redis", ErrorKind::Unavailable, io)
+///     .with_target("127.0.0.1:6379")
+///     .with_cause("connection refused");
+/// assert_eq!(err.to_string(), "redis 127.0.0.1:6379: connection refused");
+/// assert_eq!(err.kind(), ErrorKind::Unavailable);
+/// assert!(err.downcast_ref::<std::io::Error>().is_some());
+/// ```
+///
+/// [`source`]: std::error::Error::source
+#[derive(Debug)]
+pub struct StoreError {
+    store: &'static str,
+    target: Option<String>,
+    kind: ErrorKind,
+    cause: String,
+    source: Option<BoxError>,
+}
+
+impl StoreError {
+    /// A failure of `store` (a short lowercase name: `redis`, `sqlite`, `file store`, ...)
+    /// caused by `source`; the cause in words is `source`'s innermost message until
+    /// [`with_cause`](Self::with_cause) sets a better one.
+    pub fn new(store: &'static str, kind: ErrorKind, source: impl Into<BoxError>) -> Self {
+        let source = source.into();
+        let cause = root_cause(source.as_ref());
+        Self {
+            store,
+            target: None,
+            kind,
+            cause,
+            source: Some(source),
+        }
+    }
+
+    /// A failure with no underlying error, only a cause in words (an unexpected reply, say).
+    ///
+    /// ```
+    /// use server_session::{ErrorKind, StoreError};
+    /// let err = StoreError::message("memcached", ErrorKind::Other, "unexpected reply \"FOO\"");
+    /// assert_eq!(err.to_string(), "memcached: unexpected reply \"FOO\"");
+    /// ```
+    pub fn message(store: &'static str, kind: ErrorKind, cause: impl Into<String>) -> Self {
+        Self {
+            store,
+            target: None,
+            kind,
+            cause: cause.into(),
+            source: None,
+        }
+    }
+
+    /// What the store was talking to: `host:port`, a file path, a database name. Never a URL
+    /// with its password.
+    #[must_use]
+    pub fn with_target(mut self, target: impl Into<String>) -> Self {
+        self.target = Some(target.into());
+        self
+    }
+
+    /// The root cause in words, replacing the one taken from the source error.
+    #[must_use]
+    pub fn with_cause(mut self, cause: impl Into<String>) -> Self {
+        self.cause = cause.into();
+        self
+    }
+
+    /// The store's short name.
+    pub fn store(&self) -> &'static str {
+        self.store
+    }
+
+    /// What the store was talking to, if known.
+    pub fn target(&self) -> Option<&str> {
+        self.target.as_deref()
+    }
+
+    /// The kind of failure.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// The root cause in words.
+    pub fn cause(&self) -> &str {
+        &self.cause
+    }
+
+    /// The backend's own error, if it is an `E`.
+    pub fn downcast_ref<E: std::error::Error + 'static>(&self) -> Option<&E> {
+        self.source.as_deref()?.downcast_ref::<E>()
+    }
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.target {
+            Some(target) => write!(f, "{} {target}: {}", self.store, self.cause),
+            None => write!(f, "{}: {}", self.store, self.cause),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
+
+/// The message of the innermost error in `error`'s source chain.
+fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut innermost = error;
+    while let Some(next) = innermost.source() {
+        innermost = next;
+    }
+    innermost.to_string()
+}
+
+impl Error {
+    /// The kind of failure, whatever the backend: [`ErrorKind::Unavailable`] for a store that
+    /// is down or silent, [`ErrorKind::Rejected`] for one that refused, [`ErrorKind::Other`]
+    /// for the rest.
+    ///
+    /// ```
+    /// use server_session::{Error, ErrorKind};
+    /// assert_eq!(Error::IdCollision.kind(), ErrorKind::Other);
+    /// ```
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Store(e) => e.kind(),
+            _ => ErrorKind::Other,
+        }
+    }
+
+    /// An application error, to return from a handler through an adapter.
+    ///
+    /// ```
+    /// use server_session::{Error, ErrorKind};
+    /// let err = Error::other("the user database is down");
+    /// assert_eq!(err.to_string(), "the user database is down");
+    /// assert_eq!(err.kind(), ErrorKind::Other);
+    /// ```
+    pub fn other(error: impl Into<BoxError>) -> Self {
+        Error::Other(error.into())
+    }
+
+    /// The backend's own error inside a store error, if it is an `E`.
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
+    pub(crate) fn store_source<E: std::error::Error + 'static>(&self) -> Option<&E> {
+        match self {
+            Error::Store(e) => e.downcast_ref::<E>(),
+            _ => None,
+        }
+    }
+
+    /// The same error with `target` recorded, when it is a store error that has none yet.
+    pub(crate) fn at(self, target: impl FnOnce() -> String) -> Self {
+        match self {
+            Error::Store(e) if e.target.is_none() => Error::Store(e.with_target(target())),
+            other => other,
+        }
+    }
+}
+
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::Config(msg) => write!(f, "invalid session configuration: {msg}"),
-            Error::Random(_) => f.write_str("the system random number generator failed"),
-            Error::Encode(_) => f.write_str("session data could not be encoded"),
-            Error::Decode(_) => f.write_str("stored session data could not be decoded"),
-            Error::ValueType { key, .. } => {
-                write!(f, "session value {key:?} does not have the requested type")
+            Error::Random(e) => write!(f, "the system random number generator failed: {e}"),
+            Error::Encode(e) => write!(f, "session data could not be encoded: {e}"),
+            Error::Decode(e) => write!(f, "stored session data could not be decoded: {e}"),
+            Error::ValueType { key, source } => {
+                write!(
+                    f,
+                    "session value {key:?} does not have the requested type: {source}"
+                )
             }
             Error::SessionsDisabled => {
                 f.write_str("sessions are disabled (NullStore): nothing can be stored")
             }
             Error::IdCollision => f.write_str("the store refused every fresh session id"),
             Error::InvalidKey(reason) => write!(f, "invalid store key: {reason}"),
-            Error::Io(_) => f.write_str("session file operation failed"),
-            #[cfg(feature = "mongodb")]
-            Error::MongoDb(_) => f.write_str("MongoDB session store operation failed"),
-            #[cfg(feature = "sqlite")]
-            Error::Sqlite(_) => f.write_str("SQLite session store operation failed"),
-            #[cfg(feature = "postgres")]
-            Error::Postgres(_) => f.write_str("PostgreSQL session store operation failed"),
-            #[cfg(any(feature = "sqlite", feature = "postgres", feature = "redis"))]
-            Error::Pool(_) => f.write_str("no session store connection available from the pool"),
-            #[cfg(feature = "redis")]
-            Error::Redis(_) => f.write_str("Redis session store operation failed"),
-            #[cfg(feature = "memcached")]
-            Error::Memcached(_) => f.write_str("memcached session store operation failed"),
+            Error::Store(e) => e.fmt(f),
+            Error::Other(e) => e.fmt(f),
         }
     }
 }
@@ -104,21 +322,9 @@ impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Error::Random(e) => Some(e),
-            Error::Encode(e) | Error::Decode(e) => Some(e.as_ref()),
+            Error::Encode(e) | Error::Decode(e) | Error::Other(e) => Some(e.as_ref()),
             Error::ValueType { source, .. } => Some(source.as_ref()),
-            Error::Io(e) => Some(e),
-            #[cfg(feature = "mongodb")]
-            Error::MongoDb(e) => Some(e),
-            #[cfg(feature = "sqlite")]
-            Error::Sqlite(e) => Some(e),
-            #[cfg(feature = "postgres")]
-            Error::Postgres(e) => Some(e),
-            #[cfg(any(feature = "sqlite", feature = "postgres", feature = "redis"))]
-            Error::Pool(e) => Some(e),
-            #[cfg(feature = "redis")]
-            Error::Redis(e) => Some(e),
-            #[cfg(feature = "memcached")]
-            Error::Memcached(e) => Some(e),
+            Error::Store(e) => e.source.as_deref().map(|e| e as _),
             Error::Config(_)
             | Error::SessionsDisabled
             | Error::IdCollision
@@ -127,43 +333,55 @@ impl std::error::Error for Error {
     }
 }
 
+impl From<StoreError> for Error {
+    fn from(e: StoreError) -> Self {
+        Error::Store(e)
+    }
+}
+
+/// A filesystem error of the [`FileStore`](crate::store::FileStore); the store adds its
+/// directory as the target.
 impl From<std::io::Error> for Error {
     fn from(e: std::io::Error) -> Self {
-        Error::Io(e)
+        let kind = ErrorKind::of_io(&e);
+        Error::Store(StoreError::new("file store", kind, e))
     }
 }
 
-#[cfg(feature = "sqlite")]
-impl From<rusqlite::Error> for Error {
-    fn from(e: rusqlite::Error) -> Self {
-        Error::Sqlite(e)
-    }
-}
-
-#[cfg(feature = "postgres")]
-impl From<postgres::Error> for Error {
-    fn from(e: postgres::Error) -> Self {
-        Error::Postgres(e)
-    }
-}
-
+/// No pooled connection within the checkout timeout; the store adds its name's context.
 #[cfg(any(feature = "sqlite", feature = "postgres", feature = "redis"))]
 impl From<r2d2::Error> for Error {
     fn from(e: r2d2::Error) -> Self {
-        Error::Pool(e)
+        Error::Store(StoreError::new(
+            "connection pool",
+            ErrorKind::Unavailable,
+            e,
+        ))
     }
 }
 
-#[cfg(feature = "redis")]
-impl From<redis::RedisError> for Error {
-    fn from(e: redis::RedisError) -> Self {
-        Error::Redis(e)
-    }
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-#[cfg(feature = "memcached")]
-impl From<crate::store::MemcachedError> for Error {
-    fn from(e: crate::store::MemcachedError) -> Self {
-        Error::Memcached(e)
+    #[test]
+    fn store_errors_name_their_root_cause() {
+        let io = std::io::Error::from(std::io::ErrorKind::PermissionDenied);
+        let err = Error::from(io).at(|| "/srv/sessions".into());
+        assert_eq!(
+            err.to_string(),
+            "file store /srv/sessions: permission denied"
+        );
+        assert_eq!(err.kind(), ErrorKind::Rejected);
+        let again = err.at(|| "/elsewhere".into());
+        assert!(again.to_string().contains("/srv/sessions"), "{again}");
+    }
+
+    #[test]
+    fn the_cause_is_the_innermost_message() {
+        let inner = std::io::Error::other("disk on fire");
+        let outer = std::io::Error::other(Error::from(inner));
+        let err = StoreError::new("x", ErrorKind::Other, outer);
+        assert_eq!(err.cause(), "disk on fire");
     }
 }

@@ -8,7 +8,7 @@
 //! ```
 //! use server_session::{store::MemoryStore, Config, SessionManager};
 //!
-//! let manager = SessionManager::new(MemoryStore::new(), Config::default());
+//! let manager = SessionManager::new(MemoryStore::new(), Config::default())?;
 //! let mut session = manager.open(Some("session=not-a-valid-id"));
 //! let visits = session.get::<u64>("visits")?.unwrap_or(0) + 1;
 //! session.insert("visits", &visits)?;
@@ -35,7 +35,7 @@ pub mod store;
 
 pub use commit::Commit;
 pub use config::{Config, ConfigBuilder, SameSite};
-pub use error::{BoxError, Error, Result};
+pub use error::{BoxError, Error, ErrorKind, Result, StoreError};
 pub use id::{SessionId, MAX_ID_BYTES, MIN_ID_BYTES};
 pub use manager::SessionManager;
 pub use session::Session;

@@ -14,7 +14,7 @@ use crate::{cookie, Config, Error, Result, Session, SessionId, Signer};
 /// ```
 /// use server_session::{Config, SessionManager, store::MemoryStore};
 ///
-/// let manager = SessionManager::new(MemoryStore::new(), Config::default());
+/// let manager = SessionManager::new(MemoryStore::new(), Config::default())?;
 ///
 /// // First request: no cookie yet.
 /// let mut session = manager.open(None);
@@ -37,7 +37,11 @@ pub struct SessionManager<S: Store, C: Codec = MsgPack> {
 
 impl<S: Store> SessionManager<S, MsgPack> {
     /// A manager storing MessagePack (Flask-Session 0.8's format) in `store`.
-    pub fn new(store: S, config: Config) -> Self {
+    ///
+    /// Errors: [`Error::InvalidKey`] when the store cannot hold the keys this configuration
+    /// makes (the key prefix followed by the longest session id), e.g. a prefix with a space
+    /// on memcached.
+    pub fn new(store: S, config: Config) -> Result<Self> {
         Self::with_codec(store, MsgPack, config)
     }
 }
@@ -47,20 +51,24 @@ impl<S: Store, C: Codec> SessionManager<S, C> {
     ///
     /// ```
     /// use server_session::{codec::Json, Config, SessionManager, store::MemoryStore};
-    /// let manager = SessionManager::with_codec(MemoryStore::new(), Json, Config::default());
+    /// let manager = SessionManager::with_codec(MemoryStore::new(), Json, Config::default())?;
     /// assert_eq!(manager.config().cookie_name(), "session");
+    /// # Ok::<(), server_session::Error>(())
     /// ```
-    pub fn with_codec(store: S, codec: C, config: Config) -> Self {
+    ///
+    /// Errors: as [`new`](SessionManager::new).
+    pub fn with_codec(store: S, codec: C, config: Config) -> Result<Self> {
+        store.check_key(&longest_key(&config))?;
         let signer = config
             .secret_keys()
             .filter(|_| config.use_signer())
             .map(|(current, fallbacks)| Signer::with_fallbacks(current, fallbacks));
-        Self {
+        Ok(Self {
             store,
             codec,
             config,
             signer,
-        }
+        })
     }
 
     /// Opens the session named by the request's `Cookie` header. No I/O happens here: the
@@ -176,6 +184,16 @@ impl<S: Store, C: Codec> SessionManager<S, C> {
     }
 }
 
+/// The longest store key `config` makes: the prefix and an id of the configured length, whose
+/// characters (base64url) every store accepts.
+fn longest_key(config: &Config) -> String {
+    let id_chars = (config.id_length() * 4).div_ceil(3);
+    let mut key = String::with_capacity(config.key_prefix().len() + id_chars);
+    key.push_str(config.key_prefix());
+    key.extend(std::iter::repeat_n('A', id_chars));
+    key
+}
+
 /// Whether `bytes` look like a Python pickle of the kind Flask-Session 0.6 and older stored
 /// (`pickle.dumps(dict)`): protocol 2 to 5 starts with the PROTO opcode `0x80` and the protocol
 /// number; protocols 0 and 1 start a dict with `(` (MARK) or `}` (EMPTY_DICT). Every pickle ends
@@ -201,7 +219,7 @@ mod tests {
     ];
 
     fn manager_with(key: &str, payload: &[u8]) -> SessionManager<MemoryStore> {
-        let manager = SessionManager::new(MemoryStore::new(), Config::default());
+        let manager = SessionManager::new(MemoryStore::new(), Config::default()).unwrap();
         let expires = SystemTime::now() + Duration::from_secs(60);
         assert!(manager.store().create(key, payload, expires).unwrap());
         manager

@@ -20,7 +20,7 @@ pub(crate) const PERMANENT_KEY: &str = "_permanent";
 /// ```
 /// use server_session::{Config, SessionManager, store::MemoryStore};
 ///
-/// let manager = SessionManager::new(MemoryStore::new(), Config::default());
+/// let manager = SessionManager::new(MemoryStore::new(), Config::default())?;
 /// let mut session = manager.open(None);
 /// assert_eq!(session.get::<u32>("visits")?, None);
 /// session.insert("visits", &1u32)?;

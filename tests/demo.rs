@@ -23,7 +23,7 @@ fn start<S: Store + 'static>(
     store: S,
     secret: Option<&str>,
 ) -> (SocketAddr, Arc<SessionManager<S>>) {
-    let manager = Arc::new(SessionManager::new(store, demo::config(secret).unwrap()));
+    let manager = Arc::new(SessionManager::new(store, demo::config(secret).unwrap()).unwrap());
     let server = Server::http("127.0.0.1:0").unwrap();
     let addr = server.server_addr().to_ip().unwrap();
     demo::serve(Arc::new(server), Arc::clone(&manager), 2);

@@ -116,7 +116,7 @@ fn run<S: Store, C: Format>(
         .build()
         .expect("valid config");
     let ctx = Ctx {
-        manager: SessionManager::with_codec(backend.store, codec, config),
+        manager: SessionManager::with_codec(backend.store, codec, config).unwrap(),
         app,
         prefix: ns.prefix,
         signer,

@@ -10,7 +10,7 @@ use server_session::store::{MemoryStore, NullStore, Store};
 use server_session::{Config, Error, SessionManager};
 
 fn manager(config: Config) -> SessionManager<CountingStore> {
-    SessionManager::new(CountingStore::default(), config)
+    SessionManager::new(CountingStore::default(), config).unwrap()
 }
 
 fn default_manager() -> SessionManager<CountingStore> {
@@ -358,7 +358,8 @@ fn signed_cookies_verify_and_rotate() {
             .fallback_secret_keys(["old"])
             .build()
             .unwrap(),
-    );
+    )
+    .unwrap();
     let bytes = old
         .store()
         .inner
@@ -498,7 +499,7 @@ fn a_session_ended_elsewhere_is_not_resurrected_by_a_late_save() {
 
 #[test]
 fn null_store_reads_empty_and_refuses_to_store() {
-    let m = SessionManager::new(NullStore, Config::default());
+    let m = SessionManager::new(NullStore, Config::default()).unwrap();
     let mut s = m.open(Some(&format!("session={}", "A".repeat(43))));
     assert_eq!(s.get::<u32>("a").unwrap(), None);
     assert!(s.commit().unwrap().set_cookie().is_none());

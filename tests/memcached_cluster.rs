@@ -141,7 +141,7 @@ fn stopped_server_loses_only_its_sessions() {
         .key_prefix(prefix.as_str())
         .build()
         .unwrap();
-    let manager = SessionManager::new(store, config);
+    let manager = SessionManager::new(store, config).unwrap();
     let sessions: Vec<(String, String)> = (0..30)
         .map(|_| {
             let (_, cookie) = visit(&manager, None);

@@ -340,9 +340,9 @@ fn unreachable_server_is_a_typed_error_within_the_timeout() {
         "took {:?}",
         start.elapsed()
     );
-    assert!(matches!(built, Err(Error::Postgres(_))), "{built:?}");
+    assert!(matches!(built, Err(Error::Store(_))), "{built:?}");
     let built = PostgresStore::builder().url("not a url ::").build();
-    assert!(matches!(built, Err(Error::Postgres(_))), "{built:?}");
+    assert!(matches!(built, Err(Error::Store(_))), "{built:?}");
 }
 
 #[test]

@@ -79,7 +79,7 @@ fn sessions_spread_over_every_master() {
             .key_prefix(format!("{prefix}session:"))
             .build()
             .unwrap();
-        let manager = SessionManager::new(store, config);
+        let manager = SessionManager::new(store, config).unwrap();
         let mut conns = node_connections(&url);
         let mut per_master: HashMap<String, usize> = HashMap::new();
         for visits in 0..30u64 {
@@ -150,8 +150,10 @@ fn assert_fails_fast(store: &RedisClusterStore, limit: Duration, timeout: bool) 
         ("delete", &|| store.delete("k")),
     ];
     assert_each_fails_within(&ops, limit, |err| match err {
-        Error::Redis(e) => !timeout || e.is_timeout(),
-        Error::Pool(_) => !timeout,
+        Error::Store(e) => match e.downcast_ref::<redis::RedisError>() {
+            Some(e) => !timeout || e.is_timeout(),
+            None => !timeout,
+        },
         _ => false,
     });
 }

@@ -279,14 +279,14 @@ fn a_table_without_the_needed_columns_is_a_sqlite_error() {
         .execute_batch("CREATE TABLE sessions (id INTEGER PRIMARY KEY, session_id TEXT UNIQUE)")
         .unwrap();
     let built = SqliteStore::open(db_path(&dir));
-    assert!(matches!(built, Err(Error::Sqlite(_))), "{built:?}");
+    assert!(matches!(built, Err(Error::Store(_))), "{built:?}");
 }
 
 #[test]
 fn a_missing_directory_is_a_sqlite_error() {
     let dir = tempfile::tempdir().unwrap();
     let built = SqliteStore::open(dir.path().join("no/such/dir/s.db"));
-    assert!(matches!(built, Err(Error::Sqlite(_))), "{built:?}");
+    assert!(matches!(built, Err(Error::Store(_))), "{built:?}");
     let built = SqliteStore::builder().build();
     assert!(matches!(built, Err(Error::Config(_))), "no path: {built:?}");
 }
@@ -360,8 +360,12 @@ fn busy_database_is_retried_then_a_typed_error() {
         start.elapsed() < Duration::from_millis(1200),
         "retries are bounded"
     );
-    match saved {
-        Err(Error::Sqlite(rusqlite::Error::SqliteFailure(e, _))) => {
+    let err = saved.expect_err("a busy error");
+    let Error::Store(err) = err else {
+        panic!("expected a store error, got {err:?}");
+    };
+    match err.downcast_ref::<rusqlite::Error>() {
+        Some(rusqlite::Error::SqliteFailure(e, _)) => {
             assert_eq!(e.code, rusqlite::ErrorCode::DatabaseBusy)
         }
         other => panic!("expected a busy error, got {other:?}"),

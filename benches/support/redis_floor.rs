@@ -29,7 +29,7 @@ pub fn bench_against_floor<S: Store, C: ConnectionLike>(
     conn: C,
     names: BenchNames,
 ) {
-    let manager = SessionManager::new(store, signed_config("bench:session:"));
+    let manager = SessionManager::new(store, signed_config("bench:session:")).unwrap();
     let (header, key) = stored_session(&manager, 180);
     let value = manager.store().load(&key).expect("load").expect("stored");
     let mut floor = RedisFloor::new(conn, &key, value);

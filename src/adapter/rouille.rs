@@ -8,7 +8,7 @@
 //! use server_session::adapter::rouille::handle;
 //! use server_session::{store::MemoryStore, Config, SessionManager};
 //!
-//! let manager = SessionManager::new(MemoryStore::new(), Config::default());
+//! let manager = SessionManager::new(MemoryStore::new(), Config::default())?;
 //! let app = move |request: &Request| {
 //!     handle(&manager, request, |_request, session| {
 //!         let visits = session.get::<u64>("visits")?.unwrap_or(0) + 1;
@@ -44,7 +44,7 @@ use crate::{Commit, Result, Session, SessionManager};
 /// use server_session::adapter::rouille::handle;
 /// use server_session::{store::MemoryStore, Config, SessionManager};
 ///
-/// let manager = SessionManager::new(MemoryStore::new(), Config::default());
+/// let manager = SessionManager::new(MemoryStore::new(), Config::default())?;
 /// let request = Request::fake_http("GET", "/login", vec![], vec![]);
 /// let response = handle(&manager, &request, |_, session| {
 ///     session.insert("user", "ada")?;
@@ -126,7 +126,7 @@ mod tests {
     type Manager = SessionManager<MemoryStore>;
 
     fn manager() -> Manager {
-        SessionManager::new(MemoryStore::new(), Config::default())
+        SessionManager::new(MemoryStore::new(), Config::default()).unwrap()
     }
 
     fn request(cookies: &[&str]) -> Request {

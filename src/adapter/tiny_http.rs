@@ -8,7 +8,7 @@
 //! use server_session::{store::MemoryStore, Config, SessionManager};
 //! use tiny_http::{Response, TestRequest};
 //!
-//! let manager = SessionManager::new(MemoryStore::new(), Config::default());
+//! let manager = SessionManager::new(MemoryStore::new(), Config::default())?;
 //! # let server = vec![tiny_http::Request::from(TestRequest::new())];
 //! // With a real server: `for request in server.incoming_requests() {`
 //! for request in server {
@@ -48,7 +48,7 @@ use crate::{Commit, Error, Result, Session, SessionManager};
 /// use server_session::{store::MemoryStore, Config, SessionManager};
 /// use tiny_http::{Header, Response, TestRequest};
 ///
-/// let manager = SessionManager::new(MemoryStore::new(), Config::default());
+/// let manager = SessionManager::new(MemoryStore::new(), Config::default())?;
 /// let login = |_: &tiny_http::Request, session: &mut server_session::Session<'_, _, _>| {
 ///     session.insert("user", "ada")?;
 ///     Ok(Response::from_string("hello"))
@@ -149,7 +149,7 @@ mod tests {
     type Manager = SessionManager<MemoryStore>;
 
     fn manager() -> Manager {
-        SessionManager::new(MemoryStore::new(), Config::default())
+        SessionManager::new(MemoryStore::new(), Config::default()).unwrap()
     }
 
     fn request(headers: &[&str]) -> Request {

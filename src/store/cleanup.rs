@@ -121,6 +121,10 @@ impl<S: Sweep> Store for CleanupEvery<S> {
     fn load_and_touch(&self, key: &str, expires: SystemTime) -> Result<Option<Vec<u8>>> {
         self.count(self.inner.load_and_touch(key, expires))
     }
+
+    fn check_key(&self, key: &str) -> Result<()> {
+        self.inner.check_key(key)
+    }
 }
 
 impl<S: Sweep> Sweep for CleanupEvery<S> {

@@ -126,7 +126,8 @@ impl FileStoreBuilder {
     /// Validates the settings, creates the directory if needed and opens the lock file.
     ///
     /// Errors: [`Error::Config`] for an empty directory path, or a mode with bits beyond `0o777`
-    /// or without owner read-write; [`Error::Io`] when the directory or lock file cannot be made.
+    /// or without owner read-write; [`Error::Store`] naming the directory and the cause when the directory or lock file
+    /// cannot be made (`file store /srv/sessions: permission denied`).
     ///
     /// ```
     /// use server_session::{store::FileStore, Error};
@@ -135,9 +136,9 @@ impl FileStoreBuilder {
     /// ```
     pub fn build(self) -> Result<FileStore> {
         self.validate()?;
-        create_directory(&self.directory)?;
-        let lock_file = open_lock_file(&self.directory.join(LOCK_FILE))?;
-        let entries = count_entries(&self.directory)?;
+        let (lock_file, entries) = self
+            .open_directory()
+            .map_err(|e| e.at(|| self.directory.display().to_string()))?;
         Ok(FileStore {
             directory: self.directory,
             threshold: self.threshold,
@@ -145,6 +146,14 @@ impl FileStoreBuilder {
             sync: self.sync,
             state: Mutex::new(State { lock_file, entries }),
         })
+    }
+
+    /// Creates the directory if missing and opens its lock file (which proves it writable);
+    /// the lock file and the number of entries.
+    fn open_directory(&self) -> Result<(File, usize)> {
+        create_directory(&self.directory)?;
+        let lock_file = open_lock_file(&self.directory.join(LOCK_FILE))?;
+        Ok((lock_file, count_entries(&self.directory)?))
     }
 
     fn validate(&self) -> Result<()> {
@@ -385,65 +394,80 @@ impl FileStore {
     }
 }
 
+impl FileStore {
+    /// Runs `op`, naming the directory in its error: `file store /dir: permission denied`.
+    fn in_dir<T>(&self, op: impl FnOnce() -> Result<T>) -> Result<T> {
+        op().map_err(|e| e.at(|| self.directory.display().to_string()))
+    }
+}
+
 impl Store for FileStore {
     fn load(&self, key: &str) -> Result<Option<Vec<u8>>> {
-        let name = file_name(key);
-        let now = now_ms();
-        match read_live(&self.path(&name), now) {
-            Err(ReadError::Corrupt) => {
-                let mut locked = self.lock()?;
-                self.remove_if_dead(&mut locked, &name, now)?;
-                Ok(None)
+        self.in_dir(|| {
+            let name = file_name(key);
+            let now = now_ms();
+            match read_live(&self.path(&name), now) {
+                Err(ReadError::Corrupt) => {
+                    let mut locked = self.lock()?;
+                    self.remove_if_dead(&mut locked, &name, now)?;
+                    Ok(None)
+                }
+                Err(ReadError::Io(e)) => Err(e.into()),
+                Ok(payload) => Ok(payload),
             }
-            Err(ReadError::Io(e)) => Err(e.into()),
-            Ok(payload) => Ok(payload),
-        }
+        })
     }
 
     fn create(&self, key: &str, value: &[u8], expires: SystemTime) -> Result<bool> {
-        let name = file_name(key);
-        let mut locked = self.lock()?;
-        let previous = open_entry(&self.path(&name))?;
-        if is_live(&previous, now_ms()) {
-            return Ok(false);
-        }
-        self.write_entry(&name, unix_ms(expires), value)?;
-        if matches!(previous, Slot::Missing) {
-            locked.state.entries += 1;
-        }
-        if self.threshold > 0 && locked.state.entries > self.threshold {
-            if let Err(e) = self.prune(&mut locked, &name) {
-                log::warn!("pruning the session directory failed: {e:?}");
+        self.in_dir(|| {
+            let name = file_name(key);
+            let mut locked = self.lock()?;
+            let previous = open_entry(&self.path(&name))?;
+            if is_live(&previous, now_ms()) {
+                return Ok(false);
             }
-        }
-        Ok(true)
+            self.write_entry(&name, unix_ms(expires), value)?;
+            if matches!(previous, Slot::Missing) {
+                locked.state.entries += 1;
+            }
+            if self.threshold > 0 && locked.state.entries > self.threshold {
+                if let Err(e) = self.prune(&mut locked, &name) {
+                    log::warn!("pruning the session directory failed: {e:?}");
+                }
+            }
+            Ok(true)
+        })
     }
 
     fn save(&self, key: &str, value: &[u8], expires: SystemTime) -> Result<bool> {
-        let name = file_name(key);
-        let _locked = self.lock()?;
-        if !is_live(&open_entry(&self.path(&name))?, now_ms()) {
-            return Ok(false);
-        }
-        self.write_entry(&name, unix_ms(expires), value)?;
-        Ok(true)
+        self.in_dir(|| {
+            let name = file_name(key);
+            let _locked = self.lock()?;
+            if !is_live(&open_entry(&self.path(&name))?, now_ms()) {
+                return Ok(false);
+            }
+            self.write_entry(&name, unix_ms(expires), value)?;
+            Ok(true)
+        })
     }
 
     fn touch(&self, key: &str, expires: SystemTime) -> Result<bool> {
-        Ok(self.touch_entry(key, expires)?.is_some())
+        self.in_dir(|| Ok(self.touch_entry(key, expires)?.is_some()))
     }
 
     fn delete(&self, key: &str) -> Result<()> {
-        let path = self.path(&file_name(key));
-        let mut locked = self.lock()?;
-        if remove_file(&path)? {
-            locked.state.entries = locked.state.entries.saturating_sub(1);
-        }
-        Ok(())
+        self.in_dir(|| {
+            let path = self.path(&file_name(key));
+            let mut locked = self.lock()?;
+            if remove_file(&path)? {
+                locked.state.entries = locked.state.entries.saturating_sub(1);
+            }
+            Ok(())
+        })
     }
 
     fn load_and_touch(&self, key: &str, expires: SystemTime) -> Result<Option<Vec<u8>>> {
-        self.touch_entry(key, expires)
+        self.in_dir(|| self.touch_entry(key, expires))
     }
 }
 

@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::builder::{setters, zero_timeout};
 use super::Store;
-use crate::{Error, Result};
+use crate::{Error, ErrorKind, Result, StoreError};
 use server::{Conn, Exchange, Server};
 
 mod health;
@@ -71,6 +71,18 @@ impl fmt::Display for MemcachedError {
                 )
             }
         }
+    }
+}
+
+impl From<MemcachedError> for Error {
+    fn from(e: MemcachedError) -> Self {
+        let kind = match &e {
+            MemcachedError::Io { source, .. } => ErrorKind::of_io(source),
+            MemcachedError::Server { .. } => ErrorKind::Other,
+            MemcachedError::ValueTooLarge { .. } => ErrorKind::Rejected,
+        };
+        let cause = e.to_string();
+        Error::Store(StoreError::new("memcached", kind, e).with_cause(cause))
     }
 }
 
@@ -334,7 +346,7 @@ fn with_port(server: &str) -> Option<String> {
 /// use server_session::{store::MemcachedStore, Config, SessionManager};
 ///
 /// let store = MemcachedStore::open("memcache://127.0.0.1:11211")?;
-/// let manager = SessionManager::new(store, Config::default());
+/// let manager = SessionManager::new(store, Config::default())?;
 /// # Ok::<(), server_session::Error>(())
 /// ```
 #[derive(Debug, Clone)]

@@ -13,6 +13,9 @@ mod memory;
 #[cfg(feature = "mongodb")]
 mod mongodb;
 mod null;
+#[allow(dead_code)] // until every networked builder prints its URL through it
+mod redact;
+mod settings;
 mod sweeper;
 
 #[cfg(any(feature = "redis", feature = "memcached"))]
@@ -30,7 +33,7 @@ mod sql;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 
-#[doc(hidden)]
+#[cfg(feature = "test-util")]
 pub mod conformance;
 
 #[cfg(feature = "mongodb")]
@@ -39,6 +42,7 @@ pub use cleanup::CleanupEvery;
 pub use filesystem::{FileStore, FileStoreBuilder};
 pub use memory::MemoryStore;
 pub use null::NullStore;
+pub use settings::ConnectionSettings;
 pub use sweeper::Sweeper;
 
 #[cfg(feature = "memcached")]
@@ -76,6 +80,17 @@ pub trait Store: Send + Sync {
     /// Remove the entry; removing a missing key is `Ok`.
     fn delete(&self, key: &str) -> Result<()>;
 
+    /// Checks that the store accepts `key` (length, characters); [`Error::InvalidKey`] naming
+    /// the rule when it does not. The manager asks once, when it is built, with the key
+    /// prefix followed by the longest session id, so a prefix no request could use is refused
+    /// at start-up. The default accepts every key.
+    ///
+    /// [`Error::InvalidKey`]: crate::Error::InvalidKey
+    fn check_key(&self, key: &str) -> Result<()> {
+        let _ = key;
+        Ok(())
+    }
+
     /// Set a new expiry and return the stored bytes, or `None` when the entry is gone.
     ///
     /// The manager calls this at commit for a session the handler never read, to extend its
@@ -100,7 +115,7 @@ pub trait Store: Send + Sync {
 ///
 /// let store = Arc::new(MemoryStore::new());
 /// let _sweeper = Sweeper::spawn(Arc::clone(&store), Duration::from_secs(60), 1000)?;
-/// let manager = SessionManager::new(store, Config::default());
+/// let manager = SessionManager::new(store, Config::default())?;
 /// # Ok::<(), server_session::Error>(())
 /// ```
 impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
@@ -121,6 +136,9 @@ impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
     }
     fn load_and_touch(&self, key: &str, expires: SystemTime) -> Result<Option<Vec<u8>>> {
         (**self).load_and_touch(key, expires)
+    }
+    fn check_key(&self, key: &str) -> Result<()> {
+        (**self).check_key(key)
     }
 }
 

@@ -11,7 +11,7 @@ use ::mongodb::sync::{Client, Collection};
 use ::mongodb::IndexModel;
 
 use super::Store;
-use crate::{Error, Result};
+use crate::{Error, Result, StoreError};
 
 /// `SESSION_MONGODB`'s default: a server on the local machine.
 const DEFAULT_URL: &str = "mongodb://127.0.0.1:27017";
@@ -30,7 +30,14 @@ const CREATE_ATTEMPTS: usize = 3;
 
 impl From<::mongodb::error::Error> for Error {
     fn from(e: ::mongodb::error::Error) -> Self {
-        Error::MongoDb(e)
+        let kind = match *e.kind {
+            ErrorKind::Io(_)
+            | ErrorKind::ServerSelection { .. }
+            | ErrorKind::ConnectionPoolCleared { .. } => crate::ErrorKind::Unavailable,
+            ErrorKind::Authentication { .. } => crate::ErrorKind::Rejected,
+            _ => crate::ErrorKind::Other,
+        };
+        Error::Store(StoreError::new("mongodb", kind, e))
     }
 }
 

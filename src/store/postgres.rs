@@ -27,7 +27,18 @@ use r2d2::Pool;
 
 use super::sql::{self, Statements};
 use super::{Store, Sweep};
-use crate::{Error, Result};
+use crate::{Error, ErrorKind, Result, StoreError};
+
+impl From<postgres::Error> for Error {
+    fn from(e: postgres::Error) -> Self {
+        let kind = if e.is_closed() || e.code().is_none() {
+            ErrorKind::Unavailable
+        } else {
+            ErrorKind::Other
+        };
+        Error::Store(StoreError::new("postgres", kind, e))
+    }
+}
 
 mod builder;
 mod connection;
@@ -151,7 +162,7 @@ fn prepare_all(conn: &mut PostgresConnection, s: &Statements) -> Result<()> {
 /// A dropped connection, a connection-class SQLSTATE (08xxx), a server shutting down or
 /// starting, a serialization failure or a deadlock: worth a retry on a fresh connection.
 fn is_transient(error: &Error) -> bool {
-    let Error::Postgres(e) = error else {
+    let Some(e) = error.store_source::<postgres::Error>() else {
         return false;
     };
     if e.is_closed() {

@@ -7,7 +7,22 @@ use ::redis::{Client, Cmd, Connection, FromRedisValue, RedisError, Value};
 use r2d2::{ManageConnection, Pool};
 
 use super::builder::setters;
-use crate::{Error, Result};
+use crate::{Error, ErrorKind, Result, StoreError};
+
+impl From<RedisError> for Error {
+    fn from(e: RedisError) -> Self {
+        let unavailable = e.is_timeout()
+            || e.is_connection_refusal()
+            || e.is_connection_dropped()
+            || e.is_io_error();
+        let kind = if unavailable {
+            ErrorKind::Unavailable
+        } else {
+            ErrorKind::Other
+        };
+        Error::Store(StoreError::new("redis", kind, e))
+    }
+}
 use pool::{PoolSettings, Pooled};
 
 pub(super) mod pool;
@@ -132,7 +147,7 @@ impl RedisStoreBuilder {
     /// let err = RedisStore::builder().read_timeout(Duration::ZERO).build().unwrap_err();
     /// assert!(matches!(err, Error::Config(_)));
     /// let err = RedisStore::builder().url("http://example.com").build().unwrap_err();
-    /// assert!(matches!(err, Error::Redis(_)));
+    /// assert!(matches!(err, Error::Store(_)));
     /// ```
     pub fn build(self) -> Result<RedisStore> {
         if let Some(why) = self.settings.problem() {
@@ -190,7 +205,7 @@ fn with_nodelay(client: &Client) -> Result<Client> {
 /// use server_session::{store::RedisStore, Config, SessionManager};
 ///
 /// let store = RedisStore::open("redis://127.0.0.1:6379/0")?;
-/// let manager = SessionManager::new(store, Config::default());
+/// let manager = SessionManager::new(store, Config::default())?;
 /// # Ok::<(), server_session::Error>(())
 /// ```
 #[derive(Debug, Clone)]

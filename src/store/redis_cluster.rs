@@ -247,7 +247,7 @@ fn parse_url(url: &str) -> Result<Vec<String>> {
 /// use server_session::{store::RedisClusterStore, Config, SessionManager};
 ///
 /// let store = RedisClusterStore::open("redis+cluster://127.0.0.1:7000,127.0.0.1:7001,127.0.0.1:7002")?;
-/// let manager = SessionManager::new(store, Config::default());
+/// let manager = SessionManager::new(store, Config::default())?;
 /// # Ok::<(), server_session::Error>(())
 /// ```
 #[derive(Debug, Clone)]
@@ -517,6 +517,6 @@ mod tests {
             assert!(matches!(builder.build(), Err(Error::Config(_))));
         }
         let mixed = RedisClusterStore::builder().nodes(["redis://:a@h:1", "redis://:b@h:2"]);
-        assert!(matches!(mixed.build(), Err(Error::Redis(_))));
+        assert!(matches!(mixed.build(), Err(Error::Store(_))));
     }
 }

@@ -28,7 +28,13 @@ use rusqlite::{params, Connection, ErrorCode, OptionalExtension, TransactionBeha
 
 use super::sql::{self, Statements};
 use super::{Store, Sweep};
-use crate::{Error, Result};
+use crate::{Error, ErrorKind, Result, StoreError};
+
+impl From<rusqlite::Error> for Error {
+    fn from(e: rusqlite::Error) -> Self {
+        Error::Store(StoreError::new("sqlite", ErrorKind::Other, e))
+    }
+}
 
 /// Where the builder gets its connections.
 #[derive(Debug)]
@@ -291,8 +297,8 @@ fn prepare_all(conn: &Connection, s: &Statements) -> Result<()> {
 /// `SQLITE_BUSY` and `SQLITE_LOCKED`: another connection holds a lock; worth a retry.
 fn is_transient(error: &Error) -> bool {
     matches!(
-        error,
-        Error::Sqlite(rusqlite::Error::SqliteFailure(e, _))
+        error.store_source::<rusqlite::Error>(),
+        Some(rusqlite::Error::SqliteFailure(e, _))
             if matches!(e.code, ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
     )
 }

@@ -1,4 +1,5 @@
-//! The one conformance suite every [`Store`] must pass against its real server.
+//! The one conformance suite every [`Store`] must pass against its real server (feature
+//! `test-util`), public so that authors of third-party stores can run it too.
 //!
 //! Each check is a generic function `check(store, prefix)` that panics with a clear message when
 //! the store breaks a point of the contract documented on [`Store`] and [`Sweep`]. Every key a
@@ -23,11 +24,13 @@ use super::{Store, Sweep};
 
 mod concurrency;
 mod contract;
+mod faults;
 mod sweep;
 
 use crate::Result;
 pub use concurrency::*;
 pub use contract::*;
+pub use faults::*;
 pub use sweep::*;
 
 /// An expiry short enough to wait for, long enough to survive a slow round trip.
@@ -76,6 +79,9 @@ impl<S: Store, G: Send + Sync> Store for Guarded<S, G> {
     }
     fn load_and_touch(&self, key: &str, expires: SystemTime) -> Result<Option<Vec<u8>>> {
         self.store.load_and_touch(key, expires)
+    }
+    fn check_key(&self, key: &str) -> Result<()> {
+        self.store.check_key(key)
     }
 }
 

@@ -40,7 +40,7 @@ impl Failure {
 
     fn into_error(self, server: &str) -> Error {
         let server = server.to_owned();
-        Error::Memcached(match self {
+        Error::from(match self {
             Failure::Io(source) => MemcachedError::Io { server, source },
             Failure::Reply(reply) => MemcachedError::Server { server, reply },
             Failure::TooLarge(len) => MemcachedError::ValueTooLarge { len },
