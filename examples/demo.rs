@@ -1,6 +1,6 @@
 //! The README's demo server: `cargo run --example demo`, then in another terminal
 //! `curl -c jar -b jar http://127.0.0.1:8000/` (again and again), `/login?user=ada`, `/whoami`,
-//! `/logout`.
+//! `/logout`, `/health`. [`ROUTES`] lists them; `HEAD` is answered like `GET`.
 //!
 //! Options: `--addr HOST:PORT` (127.0.0.1:8000), `--threads N` (8), `--store URL`
 //! (default: files in `./flask_session`; `file:///abs/dir`, `memory:`, and with the store's
@@ -19,14 +19,23 @@ use server_session::codec::Codec;
 #[allow(unused_imports)] // the server stores' arms, each behind its feature, use it
 use server_session::store;
 use server_session::store::{FileStore, MemoryStore, Store};
-use server_session::{Config, ConfigBuilder, Result, Session, SessionManager};
+use server_session::{Config, ConfigBuilder, ErrorKind, Result, Session, SessionManager};
 use tiny_http::{Header, Method, Request, Response, Server};
 
-const USAGE: &str =
-    "usage: demo [--addr HOST:PORT] [--threads N] [--store URL] [--secret KEY] [--lifetime SECS]";
+pub const USAGE: &str =
+    "usage: demo [--addr HOST:PORT] [--threads N] [--store URL] [--secret KEY] \
+     [--lifetime SECS]\n\nroutes (GET or HEAD):\n\
+     /                count this session's visits\n\
+     /login?user=NAME log in as NAME (a fresh session id)\n\
+     /whoami          the logged-in user, read only\n\
+     /logout          end the session\n\
+     /health          ok, without touching the session";
+
+/// Every route of [`route`], for the usage text and the tests.
+pub const ROUTES: [&str; 5] = ["/", "/login", "/whoami", "/logout", "/health"];
 
 /// The command line.
-struct Args {
+pub struct Args {
     addr: String,
     threads: usize,
     store: Option<String>,
@@ -42,7 +51,7 @@ fn main() {
     }
 }
 
-fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Args, String> {
+pub fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Args, String> {
     let mut args = Args {
         addr: "127.0.0.1:8000".into(),
         threads: 8,
@@ -63,7 +72,8 @@ fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Args, String> {
                 let secs = value()?.parse().map_err(|e| format!("--lifetime: {e}"))?;
                 args.lifetime = Some(Duration::from_secs(secs));
             }
-            _ => return Err(USAGE.into()),
+            "--help" | "-h" => return Err(USAGE.into()),
+            _ => return Err(format!("unknown option {flag:?}\n{USAGE}")),
         }
     }
     if args.threads == 0 {
@@ -73,7 +83,7 @@ fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Args, String> {
 }
 
 /// Dispatches once on the store URL; everything after is statically typed by the store.
-fn start(args: &Args) -> Result<(), String> {
+pub fn start(args: &Args) -> Result<(), String> {
     let Some(url) = args.store.as_deref() else {
         return run(file_store("flask_session")?, args);
     };
@@ -128,7 +138,13 @@ fn feature_of(scheme: &str) -> Option<&'static str> {
 }
 
 fn file_store(dir: &str) -> Result<FileStore, String> {
-    FileStore::new(dir).map_err(|e| format!("file store {dir}: {e}"))
+    let store = FileStore::new(dir).map_err(|e| e.to_string())?;
+    println!(
+        "demo: file store {dir}: at {} sessions the ones closest to expiry are deleted \
+         (FileStore::builder().threshold(N); 0 turns pruning off)",
+        store.threshold()
+    );
+    Ok(store)
 }
 
 fn run<S: Store + 'static>(store: S, args: &Args) -> Result<(), String> {
@@ -137,7 +153,8 @@ fn run<S: Store + 'static>(store: S, args: &Args) -> Result<(), String> {
         builder = builder.lifetime(lifetime);
     }
     let config = builder.build().map_err(|e| e.to_string())?;
-    let manager = Arc::new(SessionManager::new(store, config).unwrap());
+    let manager = SessionManager::new(store, config).map_err(|e| e.to_string())?;
+    let manager = Arc::new(manager);
     let server =
         Server::http(&args.addr).map_err(|e| format!("cannot listen on {}: {e}", args.addr))?;
     println!(
@@ -182,7 +199,8 @@ pub fn serve<S: Store + 'static>(
     (0..threads).map(spawn).collect()
 }
 
-/// Answers one request; a session or store error becomes a 503 with a one-line reason.
+/// Answers one request; a store that is down or silent becomes a 503 naming the cause, any
+/// other error a 500.
 pub fn respond<S: Store, C: Codec>(manager: &SessionManager<S, C>, request: Request) {
     let response = handle(manager, &request, |request, session| {
         let (status, body) = route(session, request.method(), request.url())?;
@@ -190,7 +208,10 @@ pub fn respond<S: Store, C: Codec>(manager: &SessionManager<S, C>, request: Requ
     });
     let response = response.unwrap_or_else(|err| {
         eprintln!("demo: {} {}: {err}", request.method(), request.url());
-        text(503, format!("store unavailable: {err}"))
+        match err.kind() {
+            ErrorKind::Unavailable => text(503, format!("store unavailable: {err}")),
+            _ => text(500, format!("internal error: {err}")),
+        }
     });
     if let Err(err) = request.respond(response) {
         eprintln!("demo: could not send the response: {err}");
@@ -211,7 +232,12 @@ pub fn route<S: Store, C: Codec>(
     url: &str,
 ) -> Result<(u16, String)> {
     let (path, query) = url.split_once('?').unwrap_or((url, ""));
+    let method = match method {
+        Method::Head => &Method::Get,
+        other => other,
+    };
     match (method, path) {
+        (Method::Get, "/health") => Ok((200, "ok".into())),
         (Method::Get, "/") => {
             let visits = session.get::<u64>("visits")?.unwrap_or(0) + 1;
             session.insert("visits", &visits)?;

@@ -324,15 +324,17 @@ fn non_utf8_header_bytes_are_dropped_by_tiny_http_without_harm() {
     );
 }
 
+/// Errors that are not an unavailable store (here: sessions disabled) are a 500 naming them;
+/// an unavailable store's 503 is in tests/outage.rs.
 #[test]
-fn store_errors_answer_503_with_the_reason() {
+fn other_errors_answer_500_with_the_reason() {
     let (addr, _manager) = start(NullStore, None);
     let reply = get(addr, "/", None);
-    assert_eq!(reply.status, 503);
+    assert_eq!(reply.status, 500);
     assert!(
         reply
             .body
-            .starts_with("store unavailable: sessions are disabled"),
+            .starts_with("internal error: sessions are disabled"),
         "{}",
         reply.body
     );
@@ -340,5 +342,63 @@ fn store_errors_answer_503_with_the_reason() {
     assert_eq!(reply.set_cookie(), None);
     let whoami = get(addr, "/whoami", None);
     assert_eq!((whoami.status, whoami.body.as_str()), (200, "user="));
-    assert_eq!(get(addr, "/login?user=ada", None).status, 503);
+    assert_eq!(get(addr, "/login?user=ada", None).status, 500);
+}
+
+#[test]
+fn head_is_answered_like_get_without_a_body() {
+    let (addr, _manager) = start(MemoryStore::new(), None);
+    let response = exchange(addr, &request("HEAD", "/whoami", &[]));
+    let text = String::from_utf8(response).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").expect("a response head");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert_eq!(body, "", "HEAD has no body");
+    let root = exchange(addr, &request("HEAD", "/", &[]));
+    assert!(String::from_utf8_lossy(&root).starts_with("HTTP/1.1 200"));
+}
+
+#[test]
+fn health_answers_ok_without_reading_the_session() {
+    let (addr, manager) = start(CountingStore::default(), None);
+    let jar = get(addr, "/", None).cookie();
+    manager.store().reset();
+    let health = get(addr, "/health", Some(&jar));
+    assert_eq!((health.status, health.body.as_str()), (200, "ok"));
+    assert_eq!(health.header("Vary"), None, "the session was never read");
+    let [loads, creates, saves, ..] = manager.store().counts();
+    assert_eq!((loads, creates, saves), (0, 0, 0));
+}
+
+#[test]
+fn usage_lists_every_route() {
+    let listed: Vec<&str> = demo::USAGE
+        .lines()
+        .filter_map(|line| line.trim_start().split([' ', '?']).next())
+        .collect();
+    for route in demo::ROUTES {
+        assert!(listed.contains(&route), "{route} in {listed:?}");
+    }
+}
+
+/// A store that cannot start makes the demo fail before it listens, naming the cause.
+#[test]
+fn a_store_that_cannot_start_fails_the_start_with_its_cause() {
+    let argv = [
+        "--addr",
+        "127.0.0.1:0",
+        "--store",
+        "file:///sys/server-session-test",
+    ];
+    let args = demo::parse_args(argv.map(String::from).into_iter()).unwrap();
+    let message = demo::start(&args).unwrap_err();
+    assert!(
+        message.starts_with("file store /sys/server-session-test: "),
+        "{message}"
+    );
+    assert!(
+        message.contains("not permitted") || message.contains("denied"),
+        "{message}"
+    );
+    let unknown = demo::parse_args(["--nope".to_owned()].into_iter());
+    assert!(unknown.is_err_and(|e| e.contains("--nope") && e.contains("/health")));
 }

@@ -20,6 +20,7 @@
 //! // With a real server: `rouille::start_server("127.0.0.1:8000", app);`
 //! let response = app(&Request::fake_http("GET", "/", vec![], vec![]));
 //! assert_eq!(response.status_code, 200);
+//! # Ok::<(), server_session::Error>(())
 //! ```
 
 use std::borrow::Cow;
