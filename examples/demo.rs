@@ -88,8 +88,9 @@ pub fn start(args: &Args) -> Result<(), String> {
         return run(file_store("flask_session")?, args);
     };
     let scheme = url.split_once(':').map_or(url, |(scheme, _)| scheme);
+    // The store's own error names its server, never a password: the URL is not printed.
     #[allow(unused_variables)] // only the server stores' arms, each behind its feature, use it
-    let failed = |e: server_session::Error| format!("store {url}: {e}");
+    let failed = |e: server_session::Error| format!("--store {scheme}: {e}");
     match scheme {
         "memory" => run(MemoryStore::new(), args),
         "file" => match url.strip_prefix("file://").filter(|dir| dir.starts_with('/')) {
@@ -117,9 +118,9 @@ pub fn start(args: &Args) -> Result<(), String> {
         "mongodb" => run(store::MongoStore::open(url).map_err(failed)?, args),
         other => Err(match feature_of(other) {
             Some(feature) => format!(
-                "{url:?} needs the {feature} store: cargo run --example demo --features {feature} -- --store URL"
+                "{other}: needs the {feature} store: cargo run --example demo --features {feature} -- --store URL"
             ),
-            None => format!("unknown store {url:?}; use memory:, file:///dir or a server URL"),
+            None => format!("unknown store {other:?}; use memory:, file:///dir or a server URL"),
         }),
     }
 }

@@ -4,62 +4,21 @@
 //! requests succeed without restarting the app.
 #![cfg(all(feature = "redis", feature = "tiny_http"))]
 
+mod common;
 #[allow(dead_code)]
 #[path = "../examples/demo.rs"]
 mod demo;
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::{free_port, RedisServer};
 use server_session::store::conformance::service_unavailable;
 use server_session::store::RedisStore;
 use server_session::SessionManager;
 use tiny_http::Server;
-
-/// A redis-server child process on `port`, killed when dropped.
-struct RedisServer(Child);
-
-impl RedisServer {
-    /// Starts one and waits until it answers; `None` when redis-server is not installed.
-    fn start(port: u16) -> Option<Self> {
-        let child = Command::new("redis-server")
-            .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .spawn()
-            .ok()?;
-        let server = RedisServer(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !answers_ping(port) {
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Some(server)
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn answers_ping(port: u16) -> bool {
-    let Ok(mut conn) = TcpStream::connect(("127.0.0.1", port)) else {
-        return false;
-    };
-    let mut reply = [0; 7];
-    conn.write_all(b"PING\r\n").is_ok() && conn.read_exact(&mut reply).is_ok()
-}
-
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
-}
 
 /// `GET path` with an optional cookie: (status, body, Set-Cookie pair) and how long it took.
 fn get(
@@ -94,7 +53,7 @@ fn get(
 #[test]
 fn an_outage_fails_only_the_requests_that_need_the_store() {
     let port = free_port();
-    let Some(redis) = RedisServer::start(port) else {
+    let Some(redis) = RedisServer::start(port, &[]) else {
         return service_unavailable("outage: redis-server is not installed");
     };
     let store = RedisStore::open(&format!("redis://127.0.0.1:{port}/0")).unwrap();
@@ -125,7 +84,7 @@ fn an_outage_fails_only_the_requests_that_need_the_store() {
     );
     assert!(took < bound, "/ took {took:?}");
 
-    let _back = RedisServer::start(port).expect("redis-server restarts");
+    let _back = RedisServer::start(port, &[]).expect("redis-server restarts");
     let ((status, body, _), _) = get(addr, "/", Some(&cookie));
     assert_eq!(
         (status, body.as_str()),

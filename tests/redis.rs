@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::{assert_each_fails_within, read_resp_command, NamedOp};
+use common::{free_port, read_resp_command, RedisServer};
 use server_session::store::conformance::{self, service_unavailable, unique_prefix};
 use server_session::store::{RedisStore, Store};
 use server_session::{conformance_tests, Config, Error, SessionManager};
@@ -170,45 +170,55 @@ fn manager_stores_flask_session_entry() {
     );
 }
 
-/// Every kind of operation fails with a typed error, each within `limit`.
-fn assert_fails_fast(store: &RedisStore, limit: Duration) {
-    let expires = SystemTime::now() + Duration::from_secs(60);
-    let ops: [NamedOp<'_>; 4] = [
-        ("load", &|| store.load("k").map(drop)),
-        ("create", &|| store.create("k", b"v", expires).map(drop)),
-        ("touch", &|| store.touch("k", expires).map(drop)),
-        ("delete", &|| store.delete("k")),
-    ];
-    assert_each_fails_within(&ops, limit, |err| matches!(err, Error::Store(_)));
+/// Against a server that accepts connections and never answers, and a closed port: the
+/// start-up check fails the build within twice the connect timeout plus the read timeout, and
+/// a store built without it fails every operation within the checkout timeout.
+#[test]
+fn silent_or_absent_servers_fail_within_the_timeouts() {
+    let timeout = Duration::from_millis(200);
+    let builder = |addr| {
+        RedisStore::builder()
+            .url(format!("redis://{addr}/"))
+            .connect_timeout(timeout)
+            .read_timeout(timeout)
+            .checkout_timeout(timeout)
+    };
+    let margin = Duration::from_millis(150);
+    conformance::build_fails_within(|addr| builder(addr).build(), timeout * 3 + margin);
+    conformance::operations_fail_within(
+        |addr| builder(addr).startup_check(false).build(),
+        timeout + margin,
+    );
 }
 
-/// Nothing listens on port 1: with the default settings every operation fails with a typed
-/// error in under 2 seconds (the 1-second checkout timeout), without a panic or a hang.
+/// A wrong password, a missing database and a closed port each fail the build with a message
+/// that names the server and the cause, and never contains the password.
 #[test]
-fn unreachable_server_is_a_typed_error_within_the_timeout() {
-    let store = RedisStore::open("redis://127.0.0.1:1/").unwrap();
-    assert_fails_fast(&store, Duration::from_secs(2));
+fn startup_errors_name_the_cause_and_never_the_password() {
+    let port = free_port();
+    let Some(_server) = RedisServer::start(port, &["--requirepass", "right-pass"]) else {
+        return service_unavailable("startup errors: redis-server is not installed");
+    };
+    let build = |url: String| RedisStore::open(&url).map(drop).unwrap_err().to_string();
+    let target = format!("redis 127.0.0.1:{port}: ");
+    let wrong = build(format!("redis://:wrong-pass@127.0.0.1:{port}/0"));
+    assert!(wrong.starts_with(&target), "{wrong}");
+    assert!(wrong.contains("authentication failed"), "{wrong}");
+    assert!(!wrong.contains("wrong-pass"), "{wrong}");
+    let database = build(format!("redis://:right-pass@127.0.0.1:{port}/99"));
+    assert_eq!(database, format!("{target}database index out of range"));
+    let refused = build(format!("redis://:right-pass@127.0.0.1:{}/0", free_port()));
+    assert!(refused.ends_with(": connection refused"), "{refused}");
+    assert!(RedisStore::open(&format!("redis://:right-pass@127.0.0.1:{port}/0")).is_ok());
 }
 
-/// A server that accepts connections but never answers: the connect (handshake) timeout and
-/// the checkout timeout bound every operation.
+/// The builder's `Debug` never shows the URL's password.
 #[test]
-fn silent_server_is_a_typed_error_within_the_timeout() {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        let mut held = Vec::new();
-        for stream in listener.incoming() {
-            held.push(stream); // accept, then say nothing
-        }
-    });
-    let store = RedisStore::builder()
-        .url(format!("redis://127.0.0.1:{port}/"))
-        .connect_timeout(Duration::from_millis(300))
-        .checkout_timeout(Duration::from_millis(700))
-        .build()
-        .unwrap();
-    assert_fails_fast(&store, Duration::from_secs(2));
+fn builder_debug_hides_the_password() {
+    let builder = RedisStore::builder().url("redis://user:hunter2@127.0.0.1:6379/0");
+    let printed = format!("{builder:?}");
+    assert!(printed.contains("user:***@127.0.0.1"), "{printed}");
+    assert!(!printed.contains("hunter2"), "{printed}");
 }
 
 /// The name of the next RESP command `reader` receives, upper-cased.
@@ -273,9 +283,12 @@ fn read_timeout_fails_the_operation_and_never_reads_the_late_reply() {
         .unwrap());
 }
 
-/// The default store names the local server Flask-Session uses by default.
+/// The default store is the local server Flask-Session uses by default, checked at start-up.
 #[test]
-fn default_local_builds_without_io() {
+fn default_local_connects_to_the_local_server() {
+    if url().is_none() {
+        return service_unavailable("default_local");
+    }
     assert!(RedisStore::default_local().is_ok());
 }
 

@@ -161,7 +161,7 @@ impl MongoStoreBuilder {
     }
 
     /// How long an operation waits for a reachable server before it fails with
-    /// [`Error::MongoDb`]. Default: 2 seconds (the URI's `serverSelectionTimeoutMS` if it has
+    /// [`Error::Store`]. Default: 2 seconds (the URI's `serverSelectionTimeoutMS` if it has
     /// one); the driver's own default would be 30 seconds. Must not be zero.
     ///
     /// This is what bounds an operation while the server is down or unreachable.
@@ -216,7 +216,7 @@ impl MongoStoreBuilder {
     /// (unless turned off).
     ///
     /// Errors: [`Error::Config`] for an empty or invalid database or collection name, or a zero
-    /// timeout; [`Error::MongoDb`] for an invalid URI, or when the indexes cannot be created
+    /// timeout; [`Error::Store`] for an invalid URI, or when the indexes cannot be created
     /// (server unreachable within the timeouts, conflicting existing index, no permission).
     ///
     /// ```

@@ -1,5 +1,6 @@
 //! The [`RedisStore`](super::RedisStore) and its builder.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ::redis::io::tcp::TcpSettings;
@@ -7,6 +8,7 @@ use ::redis::{Client, Cmd, Connection, FromRedisValue, RedisError, Value};
 use r2d2::{ManageConnection, Pool};
 
 use super::builder::setters;
+use super::redact::{redact, SecretUrl};
 use crate::{Error, ErrorKind, Result, StoreError};
 
 impl From<RedisError> for Error {
@@ -20,7 +22,26 @@ impl From<RedisError> for Error {
         } else {
             ErrorKind::Other
         };
-        Error::Store(StoreError::new("redis", kind, e))
+        let cause = cause(&e);
+        Error::Store(StoreError::new("redis", kind, e).with_cause(cause))
+    }
+}
+
+/// What went wrong, in the words an operator searches for.
+fn cause(e: &RedisError) -> String {
+    if e.is_connection_refusal() {
+        "connection refused".to_owned()
+    } else if e.is_timeout() {
+        "no answer within the timeout".to_owned()
+    } else if e.kind() == ::redis::ErrorKind::AuthenticationFailed
+        || e.code()
+            .is_some_and(|code| code == "WRONGPASS" || code == "NOAUTH")
+    {
+        format!("authentication failed ({e})")
+    } else if e.to_string().contains("DB index is out of range") {
+        "database index out of range".to_owned()
+    } else {
+        e.to_string()
     }
 }
 use pool::{PoolSettings, Pooled};
@@ -45,20 +66,21 @@ const DEFAULT_URL: &str = "redis://127.0.0.1:6379";
 ///     .url("redis://127.0.0.1:6379/0")
 ///     .read_timeout(Duration::from_millis(500))
 ///     .pool_size(32)
-///     .build()?; // no I/O yet: connections are opened in the background
+///     .build()?; // connects once and sends PING: a wrong URL fails here, not on a request
 /// # Ok::<(), server_session::Error>(())
 /// ```
 #[derive(Debug, Clone, Default)]
 pub struct RedisStoreBuilder {
     target: Target,
     settings: PoolSettings,
+    skip_startup_check: bool,
 }
 
 #[derive(Debug, Clone, Default)]
 enum Target {
     #[default]
     Default,
-    Url(String),
+    Url(SecretUrl),
     Client(Client),
 }
 
@@ -71,7 +93,25 @@ impl RedisStoreBuilder {
     /// let builder = server_session::store::RedisStore::builder().url("redis://cache.internal:6379/2");
     /// ```
     pub fn url(mut self, url: impl Into<String>) -> Self {
-        self.target = Target::Url(url.into());
+        self.target = Target::Url(SecretUrl::new(url));
+        self
+    }
+
+    /// Whether [`build`](Self::build) opens one connection and sends `PING` before it returns,
+    /// so that an unreachable server, a wrong password or a missing database index fails the
+    /// build with its cause instead of every request later. Default: `true`. Turn it off to
+    /// start while the server is still coming up; requests then fail until it answers.
+    ///
+    /// ```
+    /// // Builds at once, even though nothing listens on port 1.
+    /// let store = server_session::store::RedisStore::builder()
+    ///     .url("redis://127.0.0.1:1/")
+    ///     .startup_check(false)
+    ///     .build();
+    /// assert!(store.is_ok());
+    /// ```
+    pub fn startup_check(mut self, check: bool) -> Self {
+        self.skip_startup_check = !check;
         self
     }
 
@@ -125,7 +165,8 @@ impl RedisStoreBuilder {
         pool_size(size: u32) => settings.pool_size;
 
         /// How long a store operation waits for a pooled connection (all busy, or the server
-        /// unreachable) before failing with [`Error::Pool`]. Default: 1 second.
+        /// unreachable) before failing with [`Error::Store`] of kind
+        /// [`ErrorKind::Unavailable`](crate::ErrorKind::Unavailable). Default: 1 second.
         ///
         /// ```
         /// # use std::time::Duration;
@@ -134,11 +175,14 @@ impl RedisStoreBuilder {
         checkout_timeout(timeout: Duration) => settings.checkout_timeout;
     }
 
-    /// Validates the settings and starts the pool, which opens its connections in the
-    /// background: a server that is down is reported by the first store operation, not here.
+    /// Validates the settings, checks the server (see [`startup_check`](Self::startup_check))
+    /// and starts the pool, which opens its other connections in the background.
     ///
-    /// Errors: [`Error::Config`] for a zero timeout or pool size; [`Error::Redis`] for a URL
-    /// the `redis` crate does not accept.
+    /// Errors: [`Error::Config`] for a zero timeout or pool size, or a URL the `redis` crate
+    /// does not accept (printed without its password); [`Error::Store`] naming the server and
+    /// the cause when the start-up check fails: "connection refused", "no answer within the
+    /// timeout" (bounded by twice the connect timeout plus the read timeout), "authentication
+    /// failed", "database index out of range".
     ///
     /// ```
     /// use std::time::Duration;
@@ -146,30 +190,53 @@ impl RedisStoreBuilder {
     ///
     /// let err = RedisStore::builder().read_timeout(Duration::ZERO).build().unwrap_err();
     /// assert!(matches!(err, Error::Config(_)));
-    /// let err = RedisStore::builder().url("http://example.com").build().unwrap_err();
-    /// assert!(matches!(err, Error::Store(_)));
+    /// let err = RedisStore::builder().url("http://:secret@example.com").build().unwrap_err();
+    /// assert!(matches!(err, Error::Config(_)));
+    /// assert!(!err.to_string().contains("secret"), "{err}");
+    ///
+    /// let err = RedisStore::builder().url("redis://127.0.0.1:1/").build().unwrap_err();
+    /// assert_eq!(err.to_string(), "redis 127.0.0.1:1: connection refused");
     /// ```
     pub fn build(self) -> Result<RedisStore> {
         if let Some(why) = self.settings.problem() {
             return Err(Error::Config(format!("RedisStore {why}")));
         }
-        let client = match self.target {
-            Target::Default => {
-                log::info!("no Redis URL or client given: connecting to {DEFAULT_URL}");
-                Client::open(DEFAULT_URL)?
-            }
-            Target::Url(ref url) => Client::open(url.as_str())?,
-            Target::Client(ref client) => client.clone(),
-        };
+        let client = self.open_client()?;
+        let target: Arc<str> = client.get_connection_info().addr().to_string().into();
         let connector = Connector {
             client: with_nodelay(&client)?,
             connect_timeout: self.settings.connect_timeout,
             read_timeout: self.settings.read_timeout,
             write_timeout: self.settings.write_timeout,
         };
+        if !self.skip_startup_check {
+            connector
+                .check()
+                .map_err(|e| Error::from(e).at(|| target.to_string()))?;
+        }
         Ok(RedisStore {
-            pool: Pools::Own(self.settings.pool(connector)),
+            pool: Pools::Own {
+                pool: self.settings.pool(connector.clone()),
+                connector: Arc::new(connector),
+            },
+            target: Some(target),
         })
+    }
+
+    fn open_client(&self) -> Result<Client> {
+        match &self.target {
+            Target::Default => {
+                log::info!("no Redis URL or client given: connecting to {DEFAULT_URL}");
+                Ok(Client::open(DEFAULT_URL)?)
+            }
+            Target::Url(url) => Client::open(url.expose()).map_err(|e| {
+                Error::Config(format!(
+                    "RedisStore URL {url} is not valid: {}",
+                    redact(&e.to_string())
+                ))
+            }),
+            Target::Client(client) => Ok(client.clone()),
+        }
     }
 }
 
@@ -211,11 +278,17 @@ fn with_nodelay(client: &Client) -> Result<Client> {
 #[derive(Debug, Clone)]
 pub struct RedisStore {
     pool: Pools,
+    /// The server's `host:port` (or socket path) for error messages; unknown for a shared pool.
+    target: Option<Arc<str>>,
 }
 
 #[derive(Debug, Clone)]
 enum Pools {
-    Own(Pool<Connector>),
+    Own {
+        pool: Pool<Connector>,
+        /// The pool's connector, for a fresh connection after a pooled one was found dead.
+        connector: Arc<Connector>,
+    },
     Shared(Pool<Client>),
 }
 
@@ -284,6 +357,7 @@ impl RedisStore {
     pub fn from_pool(pool: Pool<Client>) -> Self {
         Self {
             pool: Pools::Shared(pool),
+            target: None,
         }
     }
 
@@ -291,20 +365,41 @@ impl RedisStore {
     ///
     /// On our own pool, a connection whose command failed for any reason other than an error
     /// reply from the server (timeout, reset, unparsable reply) is marked broken, so the pool
-    /// discards it instead of handing out a connection with a reply still in flight.
+    /// discards it instead of handing out a connection with a reply still in flight. A pooled
+    /// connection the server closed (it restarted, or dropped idle clients) is retried once on
+    /// a fresh connection, so a restart costs no request.
     fn query<T: FromRedisValue>(&self, cmd: &Cmd) -> Result<T> {
-        match &self.pool {
-            Pools::Own(pool) => {
-                let mut conn = pool.get()?;
-                let result = cmd.query(&mut conn.connection);
-                if let Err(e) = &result {
-                    conn.broken |= !is_server_reply(e);
-                }
-                Ok(result?)
+        let result = match &self.pool {
+            Pools::Own { pool, connector } => {
+                pool.get().map_err(no_connection).and_then(|mut conn| {
+                    let error = match cmd.query(&mut conn.connection) {
+                        Ok(reply) => return Ok(reply),
+                        Err(e) => e,
+                    };
+                    conn.broken |= !is_server_reply(&error);
+                    if !error.is_connection_dropped() {
+                        return Err(error.into());
+                    }
+                    drop(conn);
+                    Ok(cmd.query(&mut connector.open()?.connection)?)
+                })
             }
-            Pools::Shared(pool) => Ok(cmd.query(&mut *pool.get()?)?),
+            Pools::Shared(pool) => pool
+                .get()
+                .map_err(no_connection)
+                .and_then(|mut conn| Ok(cmd.query(&mut *conn)?)),
+        };
+        match &self.target {
+            Some(target) => result.map_err(|e| e.at(|| target.to_string())),
+            None => result,
         }
     }
+}
+
+/// No pooled connection within the checkout timeout; r2d2's message carries the last
+/// connection error.
+pub(super) fn no_connection(e: r2d2::Error) -> Error {
+    Error::Store(StoreError::new("redis", ErrorKind::Unavailable, e))
 }
 
 /// Whether the error is an error reply the server sent, after which the connection is fine.
@@ -402,7 +497,7 @@ store_by_commands!(RedisStore);
 
 /// The r2d2 manager of our own pool: opens connections with the connect timeout, then sets
 /// the read and write timeouts the `redis` crate leaves unset.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Connector {
     client: Client,
     connect_timeout: Duration,
@@ -410,17 +505,31 @@ struct Connector {
     write_timeout: Duration,
 }
 
-impl ManageConnection for Connector {
-    type Connection = Pooled<Connection>;
-    type Error = RedisError;
-
-    fn connect(&self) -> Result<Pooled<Connection>, RedisError> {
+impl Connector {
+    /// A connection with the connect timeout on its handshake and the read and write timeouts
+    /// set.
+    fn open(&self) -> Result<Pooled<Connection>, RedisError> {
         let connection = self
             .client
             .get_connection_with_timeout(self.connect_timeout)?;
         connection.set_read_timeout(Some(self.read_timeout))?;
         connection.set_write_timeout(Some(self.write_timeout))?;
         Ok(Pooled::new(connection))
+    }
+
+    /// The start-up check: one connection (with its handshake) and a `PING`.
+    fn check(&self) -> Result<(), RedisError> {
+        let mut conn = self.open()?;
+        ::redis::cmd("PING").query::<()>(&mut conn.connection)
+    }
+}
+
+impl ManageConnection for Connector {
+    type Connection = Pooled<Connection>;
+    type Error = RedisError;
+
+    fn connect(&self) -> Result<Pooled<Connection>, RedisError> {
+        self.open()
     }
 
     /// Only called if someone turns `test_on_check_out` back on; our pool never does.

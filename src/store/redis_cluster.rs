@@ -12,9 +12,10 @@ use ::redis::{
 use r2d2::{ManageConnection, Pool};
 
 use super::builder::setters;
+use super::redact::SecretUrl;
 use super::redis::pool::{PoolSettings, Pooled};
 use super::redis::{is_server_reply, store_by_commands};
-use crate::{Error, Result};
+use crate::{Error, ErrorKind, Result, StoreError};
 
 /// The scheme of a cluster URL: the seed nodes after it, separated by commas.
 const SCHEME: &str = "redis+cluster://";
@@ -49,8 +50,8 @@ pub struct RedisClusterStoreBuilder {
 #[derive(Debug, Clone)]
 enum Seeds {
     None,
-    Url(String),
-    Nodes(Vec<String>),
+    Url(SecretUrl),
+    Nodes(Vec<SecretUrl>),
 }
 
 impl Default for RedisClusterStoreBuilder {
@@ -74,7 +75,7 @@ impl RedisClusterStoreBuilder {
     ///     .url("redis+cluster://:secret@10.0.0.1:6379,10.0.0.2:6379");
     /// ```
     pub fn url(mut self, url: impl Into<String>) -> Self {
-        self.seeds = Seeds::Url(url.into());
+        self.seeds = Seeds::Url(SecretUrl::new(url));
         self
     }
 
@@ -91,7 +92,7 @@ impl RedisClusterStoreBuilder {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        self.seeds = Seeds::Nodes(nodes.into_iter().map(Into::into).collect());
+        self.seeds = Seeds::Nodes(nodes.into_iter().map(SecretUrl::new).collect());
         self
     }
 
@@ -132,7 +133,8 @@ impl RedisClusterStoreBuilder {
         pool_size(size: u32) => settings.pool_size;
 
         /// How long a store operation waits for a pooled connection (all busy, or no seed node
-        /// reachable) before failing with [`Error::Pool`]. Default: 1 second.
+        /// reachable) before failing with [`Error::Store`] of kind
+        /// [`ErrorKind::Unavailable`](crate::ErrorKind::Unavailable). Default: 1 second.
         ///
         /// ```
         /// # use std::time::Duration;
@@ -155,7 +157,7 @@ impl RedisClusterStoreBuilder {
     /// background: a cluster that is down is reported by the first store operation, not here.
     ///
     /// Errors: [`Error::Config`] for no seed node, a malformed `redis+cluster://` URL, or a
-    /// zero timeout or pool size; [`Error::Redis`] for a node URL the `redis` crate rejects.
+    /// zero timeout or pool size; [`Error::Store`] for a node URL the `redis` crate rejects.
     ///
     /// ```
     /// use server_session::{store::RedisClusterStore, Error};
@@ -172,7 +174,7 @@ impl RedisClusterStoreBuilder {
         let seeds = match &self.seeds {
             Seeds::None => return Err(config("no seed node given (url or nodes)")),
             Seeds::Url(url) => parse_url(url)?,
-            Seeds::Nodes(nodes) => nodes.clone(),
+            Seeds::Nodes(nodes) => nodes.iter().map(|n| n.expose().to_owned()).collect(),
         };
         let client = ClusterClient::builder(seeds)
             .connection_timeout(self.settings.connect_timeout)
@@ -199,9 +201,9 @@ fn config(why: &str) -> Error {
 }
 
 /// `redis+cluster://u:p@a:1,b:2/` -> `["redis://u:p@a:1", "redis://u:p@b:2"]`.
-fn parse_url(url: &str) -> Result<Vec<String>> {
+fn parse_url(url: &SecretUrl) -> Result<Vec<String>> {
     let invalid = |why: &str| config(&format!("URL {url:?}: {why}"));
-    let rest = url.strip_prefix(SCHEME).ok_or_else(|| {
+    let rest = url.expose().strip_prefix(SCHEME).ok_or_else(|| {
         invalid("expected redis+cluster://[user:password@]host:port[,host:port...]")
     })?;
     let rest = rest.strip_suffix('/').unwrap_or(rest);
@@ -236,10 +238,10 @@ fn parse_url(url: &str) -> Result<Vec<String>> {
 /// Timeouts are not retried a second time this way.
 ///
 /// While a master is down and not yet replaced, operations on sessions in its slots fail with
-/// [`Error::Redis`] (an I/O error, usually at once: the port refuses connections) or
-/// [`Error::Pool`]; sessions in other slots keep working when the cluster runs with
-/// `cluster-require-full-coverage no`. Redis replicates asynchronously: a write the old master
-/// acknowledged but had not yet sent to its replica is lost in the failover.
+/// [`Error::Store`] of kind [`ErrorKind::Unavailable`](crate::ErrorKind::Unavailable), usually at
+/// once (the port refuses connections); sessions in other slots keep working when the cluster
+/// runs with `cluster-require-full-coverage no`. Redis replicates asynchronously: a write the old
+/// master acknowledged but had not yet sent to its replica is lost in the failover.
 ///
 /// Cloning is cheap and shares the pool.
 ///
@@ -287,7 +289,9 @@ impl RedisClusterStore {
     /// and its stale map of the cluster. Unless it was a timeout, the command is then retried
     /// once on a fresh connection, which learns the current layout from the seed nodes.
     fn query<T: FromRedisValue>(&self, cmd: &Cmd) -> Result<T> {
-        let mut pooled = self.pool.get()?;
+        let mut pooled = self.pool.get().map_err(|e| {
+            Error::Store(StoreError::new("redis cluster", ErrorKind::Unavailable, e))
+        })?;
         let error = match cmd.query(&mut pooled.connection) {
             Ok(reply) => return Ok(reply),
             Err(e) => e,
@@ -424,7 +428,7 @@ mod tests {
 
     #[test]
     fn urls() {
-        let parse = |url| parse_url(url).ok();
+        let parse = |url: &str| parse_url(&SecretUrl::new(url)).ok();
         assert_eq!(
             parse("redis+cluster://127.0.0.1:7000,127.0.0.1:7001/"),
             Some(vec![

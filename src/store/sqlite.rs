@@ -179,8 +179,9 @@ impl SqliteStoreBuilder {
     ///
     /// Errors: [`Error::Config`] for an invalid table name, no path or pool, zero connections,
     /// or a missing table with [`create_table(false)`](Self::create_table);
-    /// [`Error::Sqlite`] when the database cannot be opened or the table lacks a column;
-    /// [`Error::Pool`] when a given pool has no connection to offer.
+    /// [`Error::Store`] when the database cannot be opened or the table lacks a column;
+    /// [`Error::Store`] of kind [`ErrorKind::Unavailable`](crate::ErrorKind::Unavailable) when a
+    /// given pool has no connection to offer.
     ///
     /// ```
     /// use server_session::{store::SqliteStore, Error};

@@ -132,3 +132,40 @@ pub fn read_resp_command(reader: &mut impl BufRead) -> Option<Vec<String>> {
     }
     Some(words)
 }
+
+/// A redis-server child process of the test's own on a loopback port, killed when dropped.
+pub struct RedisServer(std::process::Child);
+
+impl RedisServer {
+    /// Starts one on `port` with `extra` arguments and waits until it accepts connections;
+    /// `None` when redis-server is not installed.
+    pub fn start(port: u16, extra: &[&str]) -> Option<Self> {
+        let child = std::process::Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--save", "", "--appendonly", "no"])
+            .args(extra)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .ok()?;
+        let server = RedisServer(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Some(server)
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A loopback port nothing listens on right now.
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}

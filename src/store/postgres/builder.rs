@@ -203,9 +203,10 @@ impl<T: PostgresTls> PostgresStoreBuilder<T> {
     ///
     /// Errors: [`Error::Config`] for an invalid table, schema or sequence name, no source, zero
     /// connections, or a missing table with [`create_table(false)`](Self::create_table);
-    /// [`Error::Postgres`] for an unparsable URL, an unreachable server (within the connect
-    /// timeout) or a table lacking a column; [`Error::Pool`] when a given pool has no
-    /// connection to offer.
+    /// [`Error::Store`] for an unparsable URL, an unreachable server (within the connect
+    /// timeout), a table lacking a column, or (of kind
+    /// [`ErrorKind::Unavailable`](crate::ErrorKind::Unavailable)) a given pool with no connection
+    /// to offer.
     ///
     /// ```
     /// use server_session::{store::PostgresStore, Error};
