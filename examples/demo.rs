@@ -26,13 +26,14 @@ pub const USAGE: &str =
     "usage: demo [--addr HOST:PORT] [--threads N] [--store URL] [--secret KEY] \
      [--lifetime SECS]\n\nroutes (GET or HEAD):\n\
      /                count this session's visits\n\
+     /incr?key=NAME   add 1 to the counter NAME, exact under parallel requests\n\
      /login?user=NAME log in as NAME (a fresh session id)\n\
      /whoami          the logged-in user, read only\n\
      /logout          end the session\n\
      /health          ok, without touching the session";
 
 /// Every route of [`route`], for the usage text and the tests.
-pub const ROUTES: [&str; 5] = ["/", "/login", "/whoami", "/logout", "/health"];
+pub const ROUTES: [&str; 6] = ["/", "/incr", "/login", "/whoami", "/logout", "/health"];
 
 /// The command line.
 pub struct Args {
@@ -200,8 +201,8 @@ pub fn serve<S: Store + 'static>(
     (0..threads).map(spawn).collect()
 }
 
-/// Answers one request; a store that is down or silent becomes a 503 naming the cause, any
-/// other error a 500.
+/// Answers one request; a store that is down or silent becomes a 503 naming the cause, a
+/// session that kept changing under parallel requests a 409, any other error a 500.
 pub fn respond<S: Store, C: Codec>(manager: &SessionManager<S, C>, request: Request) {
     let response = handle(manager, &request, |request, session| {
         let (status, body) = route(session, request.method(), request.url())?;
@@ -211,6 +212,7 @@ pub fn respond<S: Store, C: Codec>(manager: &SessionManager<S, C>, request: Requ
         eprintln!("demo: {} {}: {err}", request.method(), request.url());
         match err.kind() {
             ErrorKind::Unavailable => text(503, format!("store unavailable: {err}")),
+            ErrorKind::Conflict => text(409, format!("conflict, try again: {err}")),
             _ => text(500, format!("internal error: {err}")),
         }
     });
@@ -244,6 +246,13 @@ pub fn route<S: Store, C: Codec>(
             session.insert("visits", &visits)?;
             Ok((200, format!("visits={visits}")))
         }
+        (Method::Get, "/incr") => match query_param(query, "key").filter(|k| !k.is_empty()) {
+            Some(key) => {
+                let n = session.update(&key, |n: Option<i64>| n.unwrap_or(0) + 1)?;
+                Ok((200, format!("{key}={n}")))
+            }
+            None => Ok((400, "missing ?key=NAME".into())),
+        },
         (Method::Get, "/login") => match query_param(query, "user").filter(|u| !u.is_empty()) {
             Some(user) => {
                 session.regenerate()?;

@@ -3,12 +3,17 @@
 use std::time::SystemTime;
 
 use crate::codec::{Codec, SessionMap};
+use crate::merge::merge;
 use crate::session::{has_content, is_permanent};
-use crate::store::Store;
+use crate::store::{Replaced, Store};
 use crate::{Error, Result, Session, SessionId};
 
 /// How often a freshly generated id may collide before the commit gives up.
 const CREATE_ATTEMPTS: usize = 3;
+
+/// How often a commit merges with a copy that other requests changed again before it gives
+/// up with [`Error::Conflict`].
+const MERGE_ATTEMPTS: usize = 32;
 
 /// What a committed request must send: at most one `Set-Cookie`, and `Vary: Cookie` when the
 /// session was accessed.
@@ -57,7 +62,7 @@ pub(crate) fn commit<S: Store, C: Codec>(mut session: Session<'_, S, C>) -> Resu
     let expires = SystemTime::now() + session.manager.config().lifetime();
     let set_cookie = match session.data.take() {
         None => skip_failed_refresh(refresh_unloaded(&session, expires)),
-        Some(data) => commit_loaded(&session, &data, expires)?,
+        Some(data) => commit_loaded(&mut session, &data, expires)?,
     };
     if let Some(stale) = &session.stale_id {
         let manager = session.manager;
@@ -70,7 +75,7 @@ pub(crate) fn commit<S: Store, C: Codec>(mut session: Session<'_, S, C>) -> Resu
 }
 
 fn commit_loaded<S: Store, C: Codec>(
-    session: &Session<'_, S, C>,
+    session: &mut Session<'_, S, C>,
     data: &SessionMap,
     expires: SystemTime,
 ) -> Result<Option<String>> {
@@ -107,30 +112,90 @@ fn end<S: Store, C: Codec>(session: &Session<'_, S, C>) -> Result<Option<String>
 }
 
 fn write<S: Store, C: Codec>(
-    session: &Session<'_, S, C>,
+    session: &mut Session<'_, S, C>,
     data: &SessionMap,
     expires: SystemTime,
 ) -> Result<String> {
     let manager = session.manager;
     let bytes = manager.codec().encode(data)?;
-    let created;
-    let id = match (&session.id, session.stored) {
-        (Some(id), true) => {
-            if !manager
-                .store()
-                .save(&manager.store_key(id), &bytes, expires)?
-            {
-                log::info!("session ended by another request before this one saved it");
-                return Ok(manager.deletion_cookie());
-            }
-            id
-        }
-        _ => {
-            created = create(session, &bytes, expires)?;
-            &created
-        }
+    let (Some(id), true) = (session.id.clone(), session.stored) else {
+        let id = create(session, &bytes, expires)?;
+        return Ok(cookie_for(session, &id, is_permanent(data), expires));
     };
-    Ok(cookie_for(session, id, is_permanent(data), expires))
+    let key = manager.store_key(&id);
+    let saved = match session.loaded.take() {
+        Some(loaded) if manager.config().merge_concurrent_changes() => {
+            save_merging(session, &key, data, Write { bytes, loaded }, expires)?
+        }
+        _ => match manager.store().save(&key, &bytes, expires)? {
+            true => Saved::Written(is_permanent(data)),
+            false => Saved::Gone,
+        },
+    };
+    match saved {
+        Saved::Written(permanent) => Ok(cookie_for(session, &id, permanent, expires)),
+        Saved::Gone => {
+            log::info!("session ended by another request before this one saved it");
+            Ok(manager.deletion_cookie())
+        }
+    }
+}
+
+/// What a save over a stored session did: wrote it (permanent or not), or found it gone.
+enum Saved {
+    Written(bool),
+    Gone,
+}
+
+/// The bytes to write, and the bytes the store must still hold for the write to happen.
+struct Write {
+    bytes: Vec<u8>,
+    loaded: Vec<u8>,
+}
+
+/// Writes over the entry only while it still holds what this request loaded; each time
+/// another request changed it meanwhile, merges this request's changes onto that copy and
+/// tries again. A session destroyed or expired meanwhile stays gone.
+fn save_merging<S: Store, C: Codec>(
+    session: &mut Session<'_, S, C>,
+    key: &str,
+    data: &SessionMap,
+    mut write: Write,
+    expires: SystemTime,
+) -> Result<Saved> {
+    let manager = session.manager;
+    let mut permanent = is_permanent(data);
+    let mut original = None;
+    for _ in 0..MERGE_ATTEMPTS {
+        let current = match manager
+            .store()
+            .replace(key, &write.loaded, &write.bytes, expires)?
+        {
+            Replaced::Done => return Ok(Saved::Written(permanent)),
+            Replaced::Gone => return Ok(Saved::Gone),
+            Replaced::Changed(current) => current,
+        };
+        let Some(fresh) = manager.decode_or_discard(key, &current)? else {
+            return Ok(Saved::Gone);
+        };
+        if original.is_none() {
+            original = Some(manager.codec().decode(&write.loaded)?);
+        }
+        let original = original.as_ref().unwrap_or(data);
+        let merged = merge(original, data, fresh, &mut session.updates)?;
+        if !has_content(&merged) {
+            manager.store().delete(key)?;
+            return Ok(Saved::Gone);
+        }
+        permanent = is_permanent(&merged);
+        write = Write {
+            bytes: manager.codec().encode(&merged)?,
+            loaded: current,
+        };
+    }
+    Err(Error::Conflict {
+        attempts: MERGE_ATTEMPTS,
+    })
 }
 
 fn create<S: Store, C: Codec>(

@@ -54,6 +54,7 @@ pub struct Config {
     lifetime: Duration,
     permanent: bool,
     refresh_each_request: bool,
+    merge_concurrent_changes: bool,
     use_signer: bool,
     secret_key: Option<Vec<u8>>,
     fallback_secret_keys: Vec<Vec<u8>>,
@@ -74,6 +75,7 @@ impl Default for Config {
             lifetime: Duration::from_secs(31 * 24 * 60 * 60),
             permanent: true,
             refresh_each_request: true,
+            merge_concurrent_changes: true,
             use_signer: false,
             secret_key: None,
             fallback_secret_keys: Vec::new(),
@@ -95,6 +97,7 @@ impl std::fmt::Debug for Config {
             .field("lifetime", &self.lifetime)
             .field("permanent", &self.permanent)
             .field("refresh_each_request", &self.refresh_each_request)
+            .field("merge_concurrent_changes", &self.merge_concurrent_changes)
             .field("use_signer", &self.use_signer)
             .field(
                 "secret_key",
@@ -150,6 +153,10 @@ impl Config {
     /// `SESSION_REFRESH_EACH_REQUEST`.
     pub fn refresh_each_request(&self) -> bool {
         self.refresh_each_request
+    }
+    /// Whether a commit merges its changes with those of overlapping requests (no Flask name).
+    pub fn merge_concurrent_changes(&self) -> bool {
+        self.merge_concurrent_changes
     }
     /// `SESSION_USE_SIGNER`.
     pub fn use_signer(&self) -> bool {
@@ -229,6 +236,23 @@ impl ConfigBuilder {
     /// extends its store expiry (a `touch`, not a rewrite) and re-sends a permanent cookie.
     pub fn refresh_each_request(mut self, refresh: bool) -> Self {
         self.config.refresh_each_request = refresh;
+        self
+    }
+    /// Default true: a commit writes only if the stored session is still the one this request
+    /// loaded; if another request of the session committed meanwhile, it re-applies this
+    /// request's own changes (the keys it set or removed, its
+    /// [`update`](crate::Session::update)s) onto that copy and writes again, so overlapping
+    /// requests never lose each other's changes. False: the whole session is written as this
+    /// request sees it, and the last commit wins (Flask-Session's behaviour), one comparison
+    /// cheaper.
+    ///
+    /// ```
+    /// let config = server_session::Config::builder().merge_concurrent_changes(false).build()?;
+    /// assert!(!config.merge_concurrent_changes());
+    /// # Ok::<(), server_session::Error>(())
+    /// ```
+    pub fn merge_concurrent_changes(mut self, merge: bool) -> Self {
+        self.config.merge_concurrent_changes = merge;
         self
     }
     /// `SESSION_USE_SIGNER`; default false. Requires a secret key.

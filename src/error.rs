@@ -45,6 +45,12 @@ pub enum Error {
     InvalidKey(String),
     /// A store operation failed: see [`StoreError`] for which store, where and why.
     Store(StoreError),
+    /// Other requests of the same session changed it before each of this commit's `attempts`
+    /// to merge its changes in; nothing of this request was written.
+    Conflict {
+        /// How many times the commit merged and tried again.
+        attempts: usize,
+    },
     /// An error of the application, passed through an adapter (see [`Error::other`]).
     Other(BoxError),
 }
@@ -73,6 +79,9 @@ pub enum ErrorKind {
     /// The store answered but refused: authentication failed, no such database or table,
     /// permission denied, a value over its size limit. A setup problem; retrying will not help.
     Rejected,
+    /// Other requests of the session kept committing while this one tried to merge its
+    /// changes in (HTTP 409): retrying the request is safe.
+    Conflict,
     /// Anything else: invalid configuration, undecodable data, application errors.
     Other,
 }
@@ -260,6 +269,7 @@ impl Error {
     pub fn kind(&self) -> ErrorKind {
         match self {
             Error::Store(e) => e.kind(),
+            Error::Conflict { .. } => ErrorKind::Conflict,
             _ => ErrorKind::Other,
         }
     }
@@ -277,7 +287,7 @@ impl Error {
     }
 
     /// The backend's own error inside a store error, if it is an `E`.
-    #[cfg(any(feature = "sqlite", feature = "postgres"))]
+    #[cfg(any(feature = "sqlite", feature = "postgres", feature = "redis"))]
     pub(crate) fn store_source<E: std::error::Error + 'static>(&self) -> Option<&E> {
         match self {
             Error::Store(e) => e.downcast_ref::<E>(),
@@ -313,6 +323,10 @@ impl fmt::Display for Error {
             Error::IdCollision => f.write_str("the store refused every fresh session id"),
             Error::InvalidKey(reason) => write!(f, "invalid store key: {reason}"),
             Error::Store(e) => e.fmt(f),
+            Error::Conflict { attempts } => write!(
+                f,
+                "the session kept changing under concurrent requests: {attempts} merges failed"
+            ),
             Error::Other(e) => e.fmt(f),
         }
     }
@@ -328,6 +342,7 @@ impl std::error::Error for Error {
             Error::Config(_)
             | Error::SessionsDisabled
             | Error::IdCollision
+            | Error::Conflict { .. }
             | Error::InvalidKey(_) => None,
         }
     }

@@ -29,6 +29,7 @@ pub mod cookie;
 mod error;
 mod id;
 mod manager;
+mod merge;
 mod session;
 mod signer;
 pub mod store;

@@ -4,6 +4,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::codec::{Codec, SessionMap, Value};
+use crate::merge::Updates;
 use crate::store::Store;
 use crate::{Error, Result, SessionId, SessionManager};
 
@@ -45,6 +46,10 @@ pub struct Session<'m, S: Store, C: Codec> {
     /// The incoming cookie value when the current key signed it (see
     /// `SessionManager::session_cookie`).
     pub(crate) signed_cookie: Option<String>,
+    /// The stored bytes as loaded: the commit writes only if the entry still holds them.
+    pub(crate) loaded: Option<Vec<u8>>,
+    /// The [`update`](Session::update)s to re-run on a fresh copy when the commit merges.
+    pub(crate) updates: Updates,
 }
 
 impl<S: Store, C: Codec> std::fmt::Debug for Session<'_, S, C> {
@@ -74,6 +79,8 @@ impl<'m, S: Store, C: Codec> Session<'m, S, C> {
             accessed: false,
             stale_id: None,
             signed_cookie,
+            loaded: None,
+            updates: Updates::default(),
         }
     }
 
@@ -109,15 +116,66 @@ impl<'m, S: Store, C: Codec> Session<'m, S, C> {
     }
 
     /// Stores a raw value under `key`.
+    ///
+    /// When another request of the same session committed meanwhile, this request's commit
+    /// merges: the keys it set or removed take its values, every other key keeps the other
+    /// request's. Two requests that both insert one key: the later commit's value wins.
     pub fn insert_value(&mut self, key: &str, value: Value) -> Result<()> {
         self.data_mut()?.insert(key.to_owned(), value);
+        self.updates.forget(key);
         Ok(())
+    }
+
+    /// Replaces the value under `key` with `f(old)`, atomically with respect to the other
+    /// requests of this session: when one of them committed meanwhile, the commit runs `f`
+    /// again on the value it stored, so `update("visits", |n| n.unwrap_or(0) + 1)` from many
+    /// parallel requests never loses an increment. `f` may therefore run more than once; a
+    /// stored value that does not convert to `T` reaches it as `None`.
+    ///
+    /// ```
+    /// use server_session::{Config, SessionManager, store::MemoryStore};
+    ///
+    /// let manager = SessionManager::new(MemoryStore::new(), Config::default())?;
+    /// let mut first = manager.open(None);
+    /// first.insert("visits", &1u32)?;
+    /// let cookie = first.commit()?.set_cookie().unwrap().split(';').next().unwrap().to_owned();
+    ///
+    /// // Two overlapping requests of the same session, committed one after the other.
+    /// let mut a = manager.open(Some(&cookie));
+    /// let mut b = manager.open(Some(&cookie));
+    /// a.update("visits", |n: Option<u32>| n.unwrap_or(0) + 1)?;
+    /// b.update("visits", |n: Option<u32>| n.unwrap_or(0) + 1)?;
+    /// a.commit()?;
+    /// b.commit()?; // merges: re-runs its update on the 2 that `a` stored
+    /// assert_eq!(manager.open(Some(&cookie)).get::<u32>("visits")?, Some(3));
+    /// # Ok::<(), server_session::Error>(())
+    /// ```
+    pub fn update<T, F>(&mut self, key: &str, mut f: F) -> Result<T>
+    where
+        T: Serialize + DeserializeOwned,
+        F: FnMut(Option<T>) -> T + Send + 'static,
+    {
+        let old = match self.get::<T>(key) {
+            Err(Error::ValueType { .. }) => None,
+            other => other?,
+        };
+        let new = f(old);
+        let depends_on_stored = self.updates.touches(key) || self.unchanged(key)?;
+        self.insert(key, &new)?;
+        if depends_on_stored {
+            self.updates.record(key, move |old: Option<&Value>| {
+                let old = old.and_then(|v| rmpv::ext::from_value(v.clone()).ok());
+                to_value(&f(old))
+            });
+        }
+        Ok(new)
     }
 
     /// Removes `key` and returns its raw value, if it was there.
     pub fn remove(&mut self, key: &str) -> Result<Option<Value>> {
         let removed = self.data()?.shift_remove(key);
         self.modified |= removed.is_some();
+        self.updates.forget(key);
         Ok(removed)
     }
 
@@ -150,6 +208,7 @@ impl<'m, S: Store, C: Codec> Session<'m, S, C> {
     /// empty is deleted from the store.
     pub fn clear(&mut self) -> Result<()> {
         self.data_mut()?.retain(|key, _| key == PERMANENT_KEY);
+        self.updates = Updates::default();
         Ok(())
     }
 
@@ -188,6 +247,8 @@ impl<'m, S: Store, C: Codec> Session<'m, S, C> {
         self.modified = true;
         self.stored = self.id.is_some();
         self.data = Some(SessionMap::new());
+        self.loaded = None;
+        self.updates = Updates::default();
     }
 
     /// Saves what changed and returns the headers to send; see [`Commit`](crate::Commit).
@@ -213,15 +274,34 @@ impl<'m, S: Store, C: Codec> Session<'m, S, C> {
         Ok(self.data.get_or_insert_with(SessionMap::new))
     }
 
-    fn load(&self) -> Result<Option<SessionMap>> {
+    /// Whether `key` still has the value this request loaded (absent in a new session).
+    fn unchanged(&mut self, key: &str) -> Result<bool> {
+        let current = self.data()?.get(key).cloned();
+        Ok(self.original()?.get(key) == current.as_ref())
+    }
+
+    /// The session as this request loaded it: empty for a new one.
+    fn original(&self) -> Result<SessionMap> {
+        match &self.loaded {
+            Some(bytes) => self.manager.codec().decode(bytes),
+            None => Ok(SessionMap::new()),
+        }
+    }
+
+    /// The stored session, decoded; its bytes are kept in `loaded`.
+    fn load(&mut self) -> Result<Option<SessionMap>> {
         let Some(id) = &self.id else {
             return Ok(None);
         };
         let key = self.manager.store_key(id);
-        match self.manager.store().load(&key)? {
-            Some(bytes) => self.manager.decode_or_discard(&key, &bytes),
-            None => Ok(None),
+        let Some(bytes) = self.manager.store().load(&key)? else {
+            return Ok(None);
+        };
+        let data = self.manager.decode_or_discard(&key, &bytes)?;
+        if data.is_some() {
+            self.loaded = Some(bytes);
         }
+        Ok(data)
     }
 }
 
@@ -234,7 +314,7 @@ pub(crate) fn has_content(data: &SessionMap) -> bool {
     data.keys().any(|k| k != PERMANENT_KEY)
 }
 
-fn to_value<T: Serialize + ?Sized>(value: &T) -> Result<Value> {
+pub(crate) fn to_value<T: Serialize + ?Sized>(value: &T) -> Result<Value> {
     let bytes = rmp_serde::to_vec_named(value).map_err(|e| Error::Encode(Box::new(e)))?;
     rmpv::decode::read_value(&mut bytes.as_slice()).map_err(|e| Error::Encode(Box::new(e)))
 }

@@ -402,3 +402,34 @@ fn a_store_that_cannot_start_fails_the_start_with_its_cause() {
     let unknown = demo::parse_args(["--nope".to_owned()].into_iter());
     assert!(unknown.is_err_and(|e| e.contains("--nope") && e.contains("/health")));
 }
+
+/// `/incr` from many parallel connections with one cookie: every increment counts, on the
+/// stores the demo runs without a server.
+#[test]
+fn parallel_increments_are_exact() {
+    let dir = tempfile::tempdir().unwrap();
+    parallel_increments(MemoryStore::new());
+    parallel_increments(FileStore::new(dir.path()).unwrap());
+}
+
+fn parallel_increments<S: Store + 'static>(store: S) {
+    const CLIENTS: usize = 6;
+    const REQUESTS: usize = 20;
+    let (addr, _manager) = start(store, None);
+    let first = get(addr, "/incr?key=hits", None);
+    assert_eq!((first.status, first.body.as_str()), (200, "hits=1"));
+    let cookie = first.cookie();
+    std::thread::scope(|scope| {
+        for _ in 0..CLIENTS {
+            scope.spawn(|| {
+                for _ in 0..REQUESTS {
+                    let reply = get(addr, "/incr?key=hits", Some(&cookie));
+                    assert_eq!(reply.status, 200, "{reply:?}");
+                }
+            });
+        }
+    });
+    let last = get(addr, "/incr?key=hits", Some(&cookie));
+    assert_eq!(last.body, format!("hits={}", CLIENTS * REQUESTS + 2));
+    assert_eq!(get(addr, "/incr", Some(&cookie)).status, 400);
+}

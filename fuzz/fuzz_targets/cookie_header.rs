@@ -25,8 +25,8 @@ fn managers() -> &'static Managers {
             .build()
             .expect("valid config");
         Managers {
-            plain: SessionManager::new(NullStore, Config::default()),
-            signed: SessionManager::new(NullStore, signed),
+            plain: SessionManager::new(NullStore, Config::default()).expect("a valid config"),
+            signed: SessionManager::new(NullStore, signed).expect("a valid config"),
             signer: Signer::with_fallbacks("current", ["previous"]),
         }
     })

@@ -3,7 +3,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::SystemTime;
 
-use super::{Store, Sweep};
+use super::{Replaced, Store, Sweep};
 use crate::{Error, Result};
 
 /// Wraps a [`Sweep`] store and sweeps one batch of expired entries every `every` writes.
@@ -108,6 +108,16 @@ impl<S: Sweep> Store for CleanupEvery<S> {
 
     fn save(&self, key: &str, value: &[u8], expires: SystemTime) -> Result<bool> {
         self.count(self.inner.save(key, value, expires))
+    }
+
+    fn replace(
+        &self,
+        key: &str,
+        expected: &[u8],
+        value: &[u8],
+        expires: SystemTime,
+    ) -> Result<Replaced> {
+        self.count(self.inner.replace(key, expected, value, expires))
     }
 
     fn touch(&self, key: &str, expires: SystemTime) -> Result<bool> {

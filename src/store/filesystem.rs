@@ -24,7 +24,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ring::digest;
 
-use super::{Store, Sweep};
+use super::{Replaced, Store, Sweep};
 use crate::{Error, Result};
 
 const MAGIC: &[u8; 7] = b"SRVSESS";
@@ -448,6 +448,29 @@ impl Store for FileStore {
             }
             self.write_entry(&name, unix_ms(expires), value)?;
             Ok(true)
+        })
+    }
+
+    fn replace(
+        &self,
+        key: &str,
+        expected: &[u8],
+        value: &[u8],
+        expires: SystemTime,
+    ) -> Result<Replaced> {
+        self.in_dir(|| {
+            let name = file_name(key);
+            let _locked = self.lock()?;
+            let current = match read_live(&self.path(&name), now_ms()) {
+                Ok(Some(current)) => current,
+                Ok(None) | Err(ReadError::Corrupt) => return Ok(Replaced::Gone),
+                Err(ReadError::Io(e)) => return Err(e.into()),
+            };
+            if current != expected {
+                return Ok(Replaced::Changed(current));
+            }
+            self.write_entry(&name, unix_ms(expires), value)?;
+            Ok(Replaced::Done)
         })
     }
 

@@ -6,9 +6,9 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::builder::{setters, zero_timeout};
-use super::Store;
+use super::{Replaced, Store};
 use crate::{Error, ErrorKind, Result, StoreError};
-use server::{Conn, Exchange, Server};
+use server::{Cas, Conn, Exchange, Server};
 
 mod health;
 mod server;
@@ -525,6 +525,33 @@ impl Store for MemcachedStore {
     fn save(&self, key: &str, value: &[u8], expires: SystemTime) -> Result<bool> {
         self.check_size(value)?;
         self.run(key, |conn| conn.store("replace", key, value, expires))
+    }
+
+    /// `gets`, a comparison, then `cas` with the unique the `gets` returned, on one
+    /// connection: two round trips. An entry rewritten between the two (`EXISTS`) is reported
+    /// as changed, with the bytes the `gets` saw; the manager's merge then reads it again.
+    fn replace(
+        &self,
+        key: &str,
+        expected: &[u8],
+        value: &[u8],
+        expires: SystemTime,
+    ) -> Result<Replaced> {
+        self.check_size(value)?;
+        self.run(key, |conn| {
+            conn.send(format_args!("gets {key}\r\n"), None)?;
+            let Some((current, unique)) = conn.retrieval_with_cas()? else {
+                return Ok(Replaced::Gone);
+            };
+            if current != expected {
+                return Ok(Replaced::Changed(current));
+            }
+            Ok(match conn.cas(key, value, expires, unique)? {
+                Cas::Stored => Replaced::Done,
+                Cas::Exists => Replaced::Changed(current),
+                Cas::NotFound => Replaced::Gone,
+            })
+        })
     }
 
     fn touch(&self, key: &str, expires: SystemTime) -> Result<bool> {

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::SystemTime;
 
-use super::{Store, Sweep};
+use super::{Replaced, Store, Sweep};
 use crate::Result;
 
 /// How many writes may pass between two automatic evictions of expired entries, at least.
@@ -139,6 +139,26 @@ impl Store for MemoryStore {
         entry.value.extend_from_slice(value);
         entry.expires = expires;
         Ok(true)
+    }
+
+    fn replace(
+        &self,
+        key: &str,
+        expected: &[u8],
+        value: &[u8],
+        expires: SystemTime,
+    ) -> Result<Replaced> {
+        let mut inner = self.lock();
+        let Some(entry) = inner.live_mut(key) else {
+            return Ok(Replaced::Gone);
+        };
+        if entry.value != expected {
+            return Ok(Replaced::Changed(entry.value.clone()));
+        }
+        entry.value.clear();
+        entry.value.extend_from_slice(value);
+        entry.expires = expires;
+        Ok(Replaced::Done)
     }
 
     fn touch(&self, key: &str, expires: SystemTime) -> Result<bool> {

@@ -58,6 +58,17 @@ pub use self::redis_cluster::{RedisClusterStore, RedisClusterStoreBuilder};
 #[cfg(feature = "sqlite")]
 pub use sqlite::{SqliteStore, SqliteStoreBuilder};
 
+/// What a conditional write ([`Store::replace`]) found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Replaced {
+    /// The entry still held the expected bytes: the new value and expiry are stored.
+    Done,
+    /// The entry holds other bytes (another request or app wrote it): nothing was written.
+    Changed(Vec<u8>),
+    /// The entry is missing or expired: nothing was written.
+    Gone,
+}
+
 /// Where sessions live: bytes in, bytes out, each entry with an absolute expiry.
 ///
 /// Every method is safe to call from many threads at once. An entry whose expiry has passed is
@@ -79,6 +90,43 @@ pub trait Store: Send + Sync {
 
     /// Remove the entry; removing a missing key is `Ok`.
     fn delete(&self, key: &str) -> Result<()>;
+
+    /// Replace the value and expiry only if the live entry still holds exactly `expected`
+    /// (the bytes this request loaded); otherwise report what it holds now, or that it is gone.
+    ///
+    /// The manager calls this at commit for a session it loaded and changed, and merges this
+    /// request's changes onto the [`Changed`](Replaced::Changed) value before trying again, so
+    /// overlapping requests of one session never lose each other's updates. Every store of
+    /// the crate does it atomically, in one step on the server where it can. The default, for
+    /// stores written elsewhere, loads, compares and then saves: not atomic, so a write that
+    /// lands between its load and its save is still lost.
+    ///
+    /// ```
+    /// use std::time::{Duration, SystemTime};
+    /// use server_session::store::{MemoryStore, Replaced, Store};
+    ///
+    /// let store = MemoryStore::new();
+    /// let expires = SystemTime::now() + Duration::from_secs(60);
+    /// store.create("k", b"v1", expires)?;
+    /// assert_eq!(store.replace("k", b"v1", b"v2", expires)?, Replaced::Done);
+    /// assert_eq!(store.replace("k", b"v1", b"v3", expires)?, Replaced::Changed(b"v2".to_vec()));
+    /// assert_eq!(store.replace("gone", b"v1", b"v3", expires)?, Replaced::Gone);
+    /// # Ok::<(), server_session::Error>(())
+    /// ```
+    fn replace(
+        &self,
+        key: &str,
+        expected: &[u8],
+        value: &[u8],
+        expires: SystemTime,
+    ) -> Result<Replaced> {
+        match self.load(key)? {
+            None => Ok(Replaced::Gone),
+            Some(current) if current != expected => Ok(Replaced::Changed(current)),
+            Some(_) if self.save(key, value, expires)? => Ok(Replaced::Done),
+            Some(_) => Ok(Replaced::Gone),
+        }
+    }
 
     /// Checks that the store accepts `key` (length, characters); [`Error::InvalidKey`] naming
     /// the rule when it does not. The manager asks once, when it is built, with the key
@@ -105,42 +153,65 @@ pub trait Store: Send + Sync {
     }
 }
 
-/// A shared store is a store: one `Arc<FileStore>` can serve the manager and a [`Sweeper`].
-///
-/// ```
-/// use std::sync::Arc;
-/// use std::time::Duration;
-/// use server_session::store::{MemoryStore, Sweeper};
-/// use server_session::{Config, SessionManager};
-///
-/// let store = Arc::new(MemoryStore::new());
-/// let _sweeper = Sweeper::spawn(Arc::clone(&store), Duration::from_secs(60), 1000)?;
-/// let manager = SessionManager::new(store, Config::default())?;
-/// # Ok::<(), server_session::Error>(())
-/// ```
-impl<S: Store + ?Sized> Store for std::sync::Arc<S> {
-    fn load(&self, key: &str) -> Result<Option<Vec<u8>>> {
-        (**self).load(key)
-    }
-    fn create(&self, key: &str, value: &[u8], expires: SystemTime) -> Result<bool> {
-        (**self).create(key, value, expires)
-    }
-    fn save(&self, key: &str, value: &[u8], expires: SystemTime) -> Result<bool> {
-        (**self).save(key, value, expires)
-    }
-    fn touch(&self, key: &str, expires: SystemTime) -> Result<bool> {
-        (**self).touch(key, expires)
-    }
-    fn delete(&self, key: &str) -> Result<()> {
-        (**self).delete(key)
-    }
-    fn load_and_touch(&self, key: &str, expires: SystemTime) -> Result<Option<Vec<u8>>> {
-        (**self).load_and_touch(key, expires)
-    }
-    fn check_key(&self, key: &str) -> Result<()> {
-        (**self).check_key(key)
-    }
+/// Implements [`Store`] for a pointer to a store by forwarding every call.
+macro_rules! forward_store {
+    ($(#[$doc:meta])* $pointer:ty) => {
+        $(#[$doc])*
+        impl<S: Store + ?Sized> Store for $pointer {
+            fn load(&self, key: &str) -> Result<Option<Vec<u8>>> {
+                (**self).load(key)
+            }
+            fn create(&self, key: &str, value: &[u8], expires: SystemTime) -> Result<bool> {
+                (**self).create(key, value, expires)
+            }
+            fn save(&self, key: &str, value: &[u8], expires: SystemTime) -> Result<bool> {
+                (**self).save(key, value, expires)
+            }
+            fn touch(&self, key: &str, expires: SystemTime) -> Result<bool> {
+                (**self).touch(key, expires)
+            }
+            fn delete(&self, key: &str) -> Result<()> {
+                (**self).delete(key)
+            }
+            fn replace(
+                &self,
+                key: &str,
+                expected: &[u8],
+                value: &[u8],
+                expires: SystemTime,
+            ) -> Result<Replaced> {
+                (**self).replace(key, expected, value, expires)
+            }
+            fn load_and_touch(&self, key: &str, expires: SystemTime) -> Result<Option<Vec<u8>>> {
+                (**self).load_and_touch(key, expires)
+            }
+            fn check_key(&self, key: &str) -> Result<()> {
+                (**self).check_key(key)
+            }
+        }
+    };
 }
+
+forward_store!(
+    /// A shared store is a store: one `Arc<FileStore>` can serve the manager and a [`Sweeper`].
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use server_session::store::{MemoryStore, Sweeper};
+    /// use server_session::{Config, SessionManager};
+    ///
+    /// let store = Arc::new(MemoryStore::new());
+    /// let _sweeper = Sweeper::spawn(Arc::clone(&store), Duration::from_secs(60), 1000)?;
+    /// let manager = SessionManager::new(store, Config::default())?;
+    /// # Ok::<(), server_session::Error>(())
+    /// ```
+    std::sync::Arc<S>
+);
+forward_store!(
+    /// A borrowed store is a store, for a manager that does not own its store.
+    &S
+);
 
 impl<S: Sweep + ?Sized> Sweep for std::sync::Arc<S> {
     fn sweep(&self, limit: usize) -> Result<usize> {

@@ -10,7 +10,7 @@ use ::mongodb::options::{ClientOptions, IndexOptions};
 use ::mongodb::sync::{Client, Collection};
 use ::mongodb::IndexModel;
 
-use super::Store;
+use super::{Replaced, Store};
 use crate::{Error, Result, StoreError};
 
 /// `SESSION_MONGODB`'s default: a server on the local machine.
@@ -505,6 +505,36 @@ impl Store for MongoStore {
         } };
         let result = self.collection.update_one(live(key), update).run()?;
         Ok(result.matched_count > 0)
+    }
+
+    /// One `update_one` filtered on the expected `val`; only when it matched nothing, a
+    /// `find_one` of what is there now.
+    fn replace(
+        &self,
+        key: &str,
+        expected: &[u8],
+        value: &[u8],
+        expires: SystemTime,
+    ) -> Result<Replaced> {
+        let mut filter = live(key);
+        filter.insert("val", binary(expected));
+        let update = doc! { "$set": {
+            "val": binary(value),
+            "expiration": DateTime::from_system_time(expires),
+        } };
+        if self
+            .collection
+            .update_one(filter, update)
+            .run()?
+            .matched_count
+            > 0
+        {
+            return Ok(Replaced::Done);
+        }
+        Ok(match self.load(key)? {
+            Some(current) => Replaced::Changed(current),
+            None => Replaced::Gone,
+        })
     }
 
     fn touch(&self, key: &str, expires: SystemTime) -> Result<bool> {

@@ -26,7 +26,7 @@ use postgres::NoTls;
 use r2d2::Pool;
 
 use super::sql::{self, Statements};
-use super::{Store, Sweep};
+use super::{Replaced, Store, Sweep};
 use crate::{Error, ErrorKind, Result, StoreError};
 
 impl From<postgres::Error> for Error {
@@ -328,6 +328,23 @@ impl<T: PostgresTls> Store for PostgresStore<T> {
     fn save(&self, key: &str, value: &[u8], expires: SystemTime) -> Result<bool> {
         let params: [&(dyn ToSql + Sync); 4] = [&key, &value, &expires, &SystemTime::now()];
         Ok(self.execute(&self.statements.save, &params)? == 1)
+    }
+
+    /// One `UPDATE … AND data = expected`; only when it changed no row, a `SELECT` of what
+    /// is there now.
+    fn replace(
+        &self,
+        key: &str,
+        expected: &[u8],
+        value: &[u8],
+        expires: SystemTime,
+    ) -> Result<Replaced> {
+        let now = SystemTime::now();
+        let params: [&(dyn ToSql + Sync); 5] = [&key, &value, &expires, &now, &expected];
+        if self.execute(&self.statements.replace, &params)? == 1 {
+            return Ok(Replaced::Done);
+        }
+        Ok(sql::not_replaced(self.load(key)?))
     }
 
     fn touch(&self, key: &str, expires: SystemTime) -> Result<bool> {

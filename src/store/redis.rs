@@ -433,6 +433,60 @@ pub(super) fn is_ok(reply: &Value) -> bool {
     matches!(reply, Value::Okay)
 }
 
+/// The conditional write, run atomically by the server: `SET` only if the key still holds
+/// the expected bytes. Replies 1 (written), the current bytes (changed) or nil (gone).
+const REPLACE_SCRIPT: &str = "\
+local current = redis.call('GET', KEYS[1])
+if not current then return false end
+if current ~= ARGV[1] then return current end
+redis.call('SET', KEYS[1], ARGV[2], 'PXAT', ARGV[3])
+return 1";
+
+/// `EVALSHA` (or, once the server has forgotten the script, `EVAL`) of [`REPLACE_SCRIPT`].
+pub(super) fn replace_cmd(
+    verb: &str,
+    key: &str,
+    expected: &[u8],
+    value: &[u8],
+    expires: SystemTime,
+) -> Cmd {
+    let mut cmd = ::redis::cmd(verb);
+    match verb {
+        "EVAL" => cmd.arg(REPLACE_SCRIPT),
+        _ => cmd.arg(replace_script_sha()),
+    };
+    cmd.arg(1)
+        .arg(key)
+        .arg(expected)
+        .arg(value)
+        .arg(unix_ms(expires));
+    cmd
+}
+
+/// The SHA-1 Redis knows [`REPLACE_SCRIPT`] by, in hex.
+fn replace_script_sha() -> &'static str {
+    static SCRIPT: std::sync::OnceLock<::redis::Script> = std::sync::OnceLock::new();
+    SCRIPT
+        .get_or_init(|| ::redis::Script::new(REPLACE_SCRIPT))
+        .get_hash()
+}
+
+/// Whether the server does not know the script yet (or any more): send it whole.
+pub(super) fn is_noscript(e: &Error) -> bool {
+    e.store_source::<RedisError>()
+        .is_some_and(|e| e.kind() == ::redis::ErrorKind::Server(::redis::ServerErrorKind::NoScript))
+}
+
+/// The script's reply as a [`Replaced`](crate::store::Replaced).
+pub(super) fn replaced(reply: Value) -> crate::store::Replaced {
+    use crate::store::Replaced;
+    match reply {
+        Value::Int(1) => Replaced::Done,
+        Value::BulkString(current) => Replaced::Changed(current),
+        _ => Replaced::Gone,
+    }
+}
+
 /// Implements [`Store`](super::Store) for a type with a `query(&self, &Cmd) -> Result<T>`
 /// method, one command per operation as the table on [`RedisStore`] shows. The
 /// `RedisClusterStore` shares it, so both stores send exactly the same commands.
@@ -463,6 +517,22 @@ macro_rules! store_by_commands {
                 let cmd = $crate::store::redis::set_cmd(key, value, "XX", expires);
                 let reply: ::redis::Value = self.query(&cmd)?;
                 Ok($crate::store::redis::is_ok(&reply))
+            }
+
+            fn replace(
+                &self,
+                key: &str,
+                expected: &[u8],
+                value: &[u8],
+                expires: ::std::time::SystemTime,
+            ) -> $crate::Result<$crate::store::Replaced> {
+                let cmd =
+                    |verb| $crate::store::redis::replace_cmd(verb, key, expected, value, expires);
+                let reply = match self.query(&cmd("EVALSHA")) {
+                    Err(e) if $crate::store::redis::is_noscript(&e) => self.query(&cmd("EVAL"))?,
+                    reply => reply?,
+                };
+                Ok($crate::store::redis::replaced(reply))
             }
 
             fn touch(&self, key: &str, expires: ::std::time::SystemTime) -> $crate::Result<bool> {

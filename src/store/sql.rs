@@ -9,6 +9,7 @@ use std::time::Duration;
 #[cfg(feature = "sqlite")]
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::store::Replaced;
 use crate::{Error, Result};
 
 /// The longest identifier PostgreSQL keeps without truncating it (NAMEDATALEN - 1).
@@ -65,6 +66,8 @@ pub(crate) struct Statements {
     pub(crate) create: String,
     /// `(key, data, expiry, now)`; 1 row affected when saved.
     pub(crate) save: String,
+    /// `(key, data, expiry, now, expected data)`; 1 row affected when replaced.
+    pub(crate) replace: String,
     /// `(key, expiry, now)`; 1 row affected when touched.
     pub(crate) touch: String,
     /// `(key, expiry, now) -> data`
@@ -113,6 +116,15 @@ impl Statements {
                 p(1),
                 p(4)
             ),
+            replace: format!(
+                "UPDATE {table} SET data = {}, expiry = {} \
+                 WHERE session_id = {} AND expiry > {} AND data = {}",
+                p(2),
+                p(3),
+                p(1),
+                p(4),
+                p(5)
+            ),
             load_and_touch: format!("{touch} RETURNING data"),
             touch,
             delete: format!("DELETE FROM {table} WHERE session_id = {}", p(1)),
@@ -123,6 +135,14 @@ impl Statements {
                 p(2)
             ),
         }
+    }
+}
+
+/// What a conditional `UPDATE` that changed no row found, from a load after it.
+pub(crate) fn not_replaced(current: Option<Vec<u8>>) -> Replaced {
+    match current {
+        Some(current) => Replaced::Changed(current),
+        None => Replaced::Gone,
     }
 }
 

@@ -27,7 +27,7 @@ use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{params, Connection, ErrorCode, OptionalExtension, TransactionBehavior};
 
 use super::sql::{self, Statements};
-use super::{Store, Sweep};
+use super::{Replaced, Store, Sweep};
 use crate::{Error, ErrorKind, Result, StoreError};
 
 impl From<rusqlite::Error> for Error {
@@ -423,6 +423,23 @@ impl Store for SqliteStore {
     fn save(&self, key: &str, value: &[u8], expires: SystemTime) -> Result<bool> {
         let expiry = sql::naive_utc_text(expires);
         self.changed_one(&self.statements.save, params![key, value, expiry, now()])
+    }
+
+    /// One `UPDATE … AND data = expected`; only when it changed no row, a `SELECT` of what
+    /// is there now.
+    fn replace(
+        &self,
+        key: &str,
+        expected: &[u8],
+        value: &[u8],
+        expires: SystemTime,
+    ) -> Result<Replaced> {
+        let expiry = sql::naive_utc_text(expires);
+        let params = params![key, value, expiry, now(), expected];
+        if self.changed_one(&self.statements.replace, params)? {
+            return Ok(Replaced::Done);
+        }
+        Ok(sql::not_replaced(self.load(key)?))
     }
 
     fn touch(&self, key: &str, expires: SystemTime) -> Result<bool> {

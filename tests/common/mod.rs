@@ -5,7 +5,7 @@ use std::io::BufRead;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
-use server_session::store::{MemoryStore, Store};
+use server_session::store::{MemoryStore, Replaced, Store};
 use server_session::{Error, Result};
 
 /// A real MemoryStore that also counts every call, to assert which store operations a request
@@ -69,6 +69,17 @@ impl Store for CountingStore {
     fn save(&self, key: &str, value: &[u8], expires: SystemTime) -> Result<bool> {
         bump(&self.saves);
         self.inner.save(key, value, expires)
+    }
+    /// Counted as a save: it is the write of a session the request loaded and changed.
+    fn replace(
+        &self,
+        key: &str,
+        expected: &[u8],
+        value: &[u8],
+        expires: SystemTime,
+    ) -> Result<Replaced> {
+        bump(&self.saves);
+        self.inner.replace(key, expected, value, expires)
     }
     fn touch(&self, key: &str, expires: SystemTime) -> Result<bool> {
         bump(&self.touches);

@@ -161,13 +161,6 @@ pub fn concurrent_mixed_operations<S: Store>(store: &S, prefix: &str) {
     );
 }
 
-fn join<T>(handle: std::thread::ScopedJoinHandle<'_, T>) -> T {
-    match handle.join() {
-        Ok(value) => value,
-        Err(panic) => std::panic::resume_unwind(panic),
-    }
-}
-
 /// 8 threads race `create` on the same 40 fresh keys: exactly one wins each key, and the stored
 /// value is the winner's.
 pub fn concurrent_create_single_winner<S: Store>(store: &S, prefix: &str) {

@@ -25,12 +25,14 @@ use super::{Store, Sweep};
 mod concurrency;
 mod contract;
 mod faults;
+mod merge;
 mod sweep;
 
 use crate::Result;
 pub use concurrency::*;
 pub use contract::*;
 pub use faults::*;
+pub use merge::*;
 pub use sweep::*;
 
 /// An expiry short enough to wait for, long enough to survive a slow round trip.
@@ -76,6 +78,15 @@ impl<S: Store, G: Send + Sync> Store for Guarded<S, G> {
     }
     fn delete(&self, key: &str) -> Result<()> {
         self.store.delete(key)
+    }
+    fn replace(
+        &self,
+        key: &str,
+        expected: &[u8],
+        value: &[u8],
+        expires: SystemTime,
+    ) -> Result<super::Replaced> {
+        self.store.replace(key, expected, value, expires)
     }
     fn load_and_touch(&self, key: &str, expires: SystemTime) -> Result<Option<Vec<u8>>> {
         self.store.load_and_touch(key, expires)
@@ -151,6 +162,14 @@ fn ok<T>(result: Result<T>, what: &str) -> T {
     match result {
         Ok(value) => value,
         Err(e) => panic!("{what} returned an error: {e} ({e:?})"),
+    }
+}
+
+/// The thread's result, or its panic passed on.
+fn join<T>(handle: std::thread::ScopedJoinHandle<'_, T>) -> T {
+    match handle.join() {
+        Ok(value) => value,
+        Err(panic) => std::panic::resume_unwind(panic),
     }
 }
 
@@ -246,6 +265,11 @@ macro_rules! conformance_tests {
             payload_large,
             concurrent_mixed_operations,
             concurrent_create_single_winner,
+            replace_only_if_unchanged,
+            replace_never_resurrects,
+            replace_sets_expiry,
+            concurrent_requests_merge,
+            destroy_is_never_undone_by_merges,
         );
     };
 }

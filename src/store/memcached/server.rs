@@ -177,6 +177,17 @@ pub(super) struct Conn {
     line: Vec<u8>,
 }
 
+/// The reply to a `cas`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Cas {
+    /// Written.
+    Stored,
+    /// Written by someone else since the `gets`: nothing was written.
+    Exists,
+    /// Gone since the `gets`.
+    NotFound,
+}
+
 impl Conn {
     /// Sends one command line, followed by a data block and its `\r\n` when given, in one write.
     pub(super) fn send(&mut self, line: fmt::Arguments<'_>, data: Option<&[u8]>) -> Exchange<()> {
@@ -200,13 +211,37 @@ impl Conn {
     ) -> Exchange<bool> {
         let exptime = exptime(expires, SystemTime::now());
         let len = value.len();
-        self.send(
-            format_args!("{verb} {key} 0 {exptime} {len}\r\n"),
-            Some(value),
+        self.send_value(format_args!("{verb} {key} 0 {exptime} {len}\r\n"), value)?;
+        self.parse_status(&[("STORED", true), ("NOT_STORED", false)])
+    }
+
+    /// `cas` with the unique a `gets` returned: what the server did.
+    pub(super) fn cas(
+        &mut self,
+        key: &str,
+        value: &[u8],
+        expires: SystemTime,
+        unique: u64,
+    ) -> Exchange<Cas> {
+        let exptime = exptime(expires, SystemTime::now());
+        let len = value.len();
+        self.send_value(
+            format_args!("cas {key} 0 {exptime} {len} {unique}\r\n"),
+            value,
         )?;
+        self.parse_status(&[
+            ("STORED", Cas::Stored),
+            ("EXISTS", Cas::Exists),
+            ("NOT_FOUND", Cas::NotFound),
+        ])
+    }
+
+    /// Sends a storage command with its data block and reads the reply line.
+    fn send_value(&mut self, line: fmt::Arguments<'_>, value: &[u8]) -> Exchange<()> {
+        self.send(line, Some(value))?;
         match self.read_line()? {
-            b"SERVER_ERROR object too large for cache" => Err(Failure::TooLarge(len)),
-            _ => self.parse_status(&[("STORED", true), ("NOT_STORED", false)]),
+            b"SERVER_ERROR object too large for cache" => Err(Failure::TooLarge(value.len())),
+            _ => Ok(()),
         }
     }
 
@@ -227,10 +262,16 @@ impl Conn {
     /// The reply to `get`/`gat` for one key: `VALUE <key> <flags> <bytes>`, the data, `END`;
     /// or just `END` on a miss.
     pub(super) fn retrieval(&mut self) -> Exchange<Option<Vec<u8>>> {
+        Ok(self.retrieval_with_cas()?.map(|(value, _)| value))
+    }
+
+    /// The reply to `gets` for one key: the value and its cas unique (0 when the reply to a
+    /// `get` has none); `None` on a miss.
+    pub(super) fn retrieval_with_cas(&mut self) -> Exchange<Option<(Vec<u8>, u64)>> {
         if self.read_line()? == b"END" {
             return Ok(None);
         }
-        let len = self.value_len().ok_or_else(|| self.unexpected())?;
+        let (len, unique) = self.value_header().ok_or_else(|| self.unexpected())?;
         let mut value = vec![0; len + 2];
         self.reader.read_exact(&mut value)?;
         if !value.ends_with(b"\r\n") {
@@ -238,17 +279,23 @@ impl Conn {
         }
         value.truncate(len);
         match self.read_line()? {
-            b"END" => Ok(Some(value)),
+            b"END" => Ok(Some((value, unique))),
             _ => Err(self.unexpected()),
         }
     }
 
-    /// The `<bytes>` of a `VALUE <key> <flags> <bytes>` line.
-    fn value_len(&self) -> Option<usize> {
+    /// The `<bytes>` and `[<cas unique>]` of a `VALUE <key> <flags> <bytes> [<cas unique>]`
+    /// line.
+    fn value_header(&self) -> Option<(usize, u64)> {
         let line = std::str::from_utf8(&self.line).ok()?;
         let mut fields = line.strip_prefix("VALUE ")?.split(' ');
         let (_key, _flags, len) = (fields.next()?, fields.next()?, fields.next()?);
-        len.parse().ok().filter(|&len| len <= MAX_ITEM)
+        let len = len.parse().ok().filter(|&len| len <= MAX_ITEM)?;
+        let unique = match fields.next() {
+            Some(unique) => unique.parse().ok()?,
+            None => 0,
+        };
+        Some((len, unique))
     }
 
     /// Reads one reply line into `self.line`, without its `\r\n`.
