@@ -403,6 +403,18 @@ fn a_store_that_cannot_start_fails_the_start_with_its_cause() {
     assert!(unknown.is_err_and(|e| e.contains("--nope") && e.contains("/health")));
 }
 
+/// `--store sqlite://` (no path) fails at start-up instead of giving every pooled connection
+/// its own private database.
+#[cfg(feature = "sqlite")]
+#[test]
+fn an_empty_sqlite_path_fails_the_start() {
+    let argv = ["--addr", "127.0.0.1:0", "--store", "sqlite://"];
+    let args = demo::parse_args(argv.map(String::from).into_iter()).unwrap();
+    let message = demo::start(&args).unwrap_err();
+    assert!(message.starts_with("--store sqlite: "), "{message}");
+    assert!(message.contains("needs a database file"), "{message}");
+}
+
 /// `/incr` from many parallel connections with one cookie: every increment counts, on the
 /// stores the demo runs without a server.
 #[test]

@@ -371,3 +371,16 @@ fn memcached_error(err: &Error) -> Option<&MemcachedError> {
         _ => None,
     }
 }
+
+/// A key prefix memcached cannot store (a space) is refused when the manager is built, not
+/// on every request.
+#[test]
+fn a_key_prefix_with_a_space_is_refused_at_start_up() {
+    let store = MemcachedStore::open("memcache://127.0.0.1:1").unwrap();
+    let config = Config::builder().key_prefix("my app:").build().unwrap();
+    let built = SessionManager::new(store, config);
+    assert!(
+        matches!(built, Err(Error::InvalidKey(ref why)) if why.contains("spaces")),
+        "{built:?}"
+    );
+}

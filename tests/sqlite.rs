@@ -7,7 +7,7 @@ use std::time::{Duration, Instant, SystemTime};
 use rusqlite::{params, Connection};
 use server_session::store::conformance::Guarded;
 use server_session::store::{CleanupEvery, SqliteStore, Store, Sweep};
-use server_session::{conformance_tests, sweep_conformance_tests, Error};
+use server_session::{conformance_tests, sweep_conformance_tests, Error, ErrorKind};
 use tempfile::TempDir;
 
 /// A SqliteStore on a fresh database file, in a table named after the running test.
@@ -285,8 +285,19 @@ fn a_table_without_the_needed_columns_is_a_sqlite_error() {
 #[test]
 fn a_missing_directory_is_a_sqlite_error() {
     let dir = tempfile::tempdir().unwrap();
-    let built = SqliteStore::open(dir.path().join("no/such/dir/s.db"));
-    assert!(matches!(built, Err(Error::Store(_))), "{built:?}");
+    let path = dir.path().join("no/such/dir/s.db");
+    let err = SqliteStore::open(&path).unwrap_err();
+    assert!(matches!(err, Error::Store(_)), "{err:?}");
+    assert_eq!(err.kind(), ErrorKind::Rejected, "{err}");
+    let message = err.to_string();
+    assert!(
+        message.starts_with(&format!("sqlite {}: ", path.display())),
+        "{message}"
+    );
+    assert!(
+        message.to_lowercase().contains("no such file or directory"),
+        "{message}"
+    );
     let built = SqliteStore::builder().build();
     assert!(matches!(built, Err(Error::Config(_))), "no path: {built:?}");
 }
@@ -329,49 +340,114 @@ fn overlong_keys_are_rejected() {
 // Busy databases, sweeping
 // ---------------------------------------------------------------------------------------------
 
-/// Holds an exclusive lock on the database for `hold` from another connection.
+/// Holds the write lock on the database for `hold` from another connection.
 fn lock_for(path: &Path, hold: Duration) -> std::thread::JoinHandle<()> {
     let conn = raw(path);
-    conn.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    conn.execute_batch("BEGIN IMMEDIATE").unwrap();
     std::thread::spawn(move || {
         std::thread::sleep(hold);
         conn.execute_batch("COMMIT").unwrap();
     })
 }
 
+/// While another process holds the write lock, reads are served at once and writes fail
+/// within the busy timeout (no retry beyond it) as `Unavailable`, naming the file.
 #[test]
-fn busy_database_is_retried_then_a_typed_error() {
+fn a_foreign_write_lock_bounds_writes_and_never_blocks_reads() {
     let dir = tempfile::tempdir().unwrap();
+    let busy = Duration::from_millis(300);
     let store = SqliteStore::builder()
         .path(db_path(&dir))
-        .busy_timeout(Duration::ZERO)
+        .busy_timeout(busy)
         .build()
         .unwrap();
-    let holder = lock_for(&db_path(&dir), Duration::from_millis(40));
-    assert!(
-        store.create("k", b"v", in_secs(60)).unwrap(),
-        "retried past a short lock"
-    );
-    holder.join().unwrap();
+    assert!(store.create("k", b"v", in_secs(60)).unwrap());
     let holder = lock_for(&db_path(&dir), Duration::from_millis(1500));
     let start = Instant::now();
-    let saved = store.save("k", b"v2", in_secs(60));
+    assert_eq!(store.load("k").unwrap(), Some(b"v".to_vec()));
     assert!(
-        start.elapsed() < Duration::from_millis(1200),
-        "retries are bounded"
+        start.elapsed() < busy,
+        "a read waited {:?}",
+        start.elapsed()
     );
-    let err = saved.expect_err("a busy error");
-    let Error::Store(err) = err else {
-        panic!("expected a store error, got {err:?}");
-    };
-    match err.downcast_ref::<rusqlite::Error>() {
-        Some(rusqlite::Error::SqliteFailure(e, _)) => {
-            assert_eq!(e.code, rusqlite::ErrorCode::DatabaseBusy)
-        }
-        other => panic!("expected a busy error, got {other:?}"),
-    }
+    let start = Instant::now();
+    let err = store.save("k", b"v2", in_secs(60)).unwrap_err();
+    let took = start.elapsed();
+    assert!(
+        took >= busy && took < busy + busy / 2,
+        "the write took {took:?}"
+    );
+    assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
+    let message = err.to_string();
+    assert!(
+        message.starts_with(&format!("sqlite {}: ", db_path(&dir).display())),
+        "{message}"
+    );
+    assert!(message.contains("locked"), "{message}");
     holder.join().unwrap();
     assert!(store.save("k", b"v2", in_secs(60)).unwrap());
+}
+
+/// The database and the files SQLite adds beside it are readable by their owner only.
+#[cfg(unix)]
+#[test]
+fn database_files_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(db_path(&dir)).unwrap();
+    assert!(store.create("k", b"v", in_secs(60)).unwrap());
+    for suffix in ["", "-wal", "-shm"] {
+        let path = format!("{}{suffix}", db_path(&dir).display());
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{path}");
+    }
+}
+
+/// Paths that would give each pooled connection its own database are refused.
+#[test]
+fn empty_and_in_memory_paths_are_config_errors() {
+    for path in ["", ":memory:", "file::memory:?cache=shared"] {
+        let built = SqliteStore::open(path);
+        assert!(
+            matches!(built, Err(Error::Config(_))),
+            "{path:?}: {built:?}"
+        );
+    }
+}
+
+/// Under sustained writes from several threads, the `-wal` file stays under its limit.
+#[test]
+fn the_wal_stays_bounded_under_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(db_path(&dir)).unwrap();
+    let value = vec![7u8; 4096];
+    let wal = format!("{}-wal", db_path(&dir).display());
+    let largest = std::sync::atomic::AtomicU64::new(0);
+    std::thread::scope(|scope| {
+        for t in 0..4 {
+            let (store, value, wal, largest) = (&store, &value, &wal, &largest);
+            scope.spawn(move || {
+                for n in 0..4000 {
+                    let key = format!("t{t}:{}", n % 500);
+                    if !store.save(&key, value, in_secs(60)).unwrap() {
+                        store.create(&key, value, in_secs(60)).unwrap();
+                    }
+                    store.load(&key).unwrap();
+                    if n % 200 == 0 {
+                        let size = std::fs::metadata(wal).map_or(0, |m| m.len());
+                        largest.fetch_max(size, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
+            });
+        }
+    });
+    let largest = largest.into_inner();
+    assert!(largest > 0, "the load wrote through the WAL");
+    println!("the -wal file peaked at {largest} bytes");
+    assert!(
+        largest <= SqliteStore::WAL_SIZE_LIMIT,
+        "the -wal file reached {largest} bytes"
+    );
 }
 
 #[test]

@@ -510,6 +510,12 @@ fn ceil_secs(d: Duration) -> u64 {
 }
 
 impl Store for MemcachedStore {
+    /// Memcached's key rules, so that a key prefix with a space fails when the manager is
+    /// built, not on every request.
+    fn check_key(&self, key: &str) -> Result<()> {
+        validate_key(key)
+    }
+
     fn load(&self, key: &str) -> Result<Option<Vec<u8>>> {
         self.run(key, |conn| {
             conn.send(format_args!("get {key}\r\n"), None)?;

@@ -19,6 +19,7 @@ const MAX_IDENTIFIER_LEN: usize = 63;
 pub(crate) const MAX_KEY_CHARS: usize = 255;
 
 /// Sleeps before each retry of a transient failure; one more attempt than delays in all.
+#[cfg(feature = "postgres")]
 const BACKOFF: [Duration; 3] = [
     Duration::from_millis(10),
     Duration::from_millis(50),
@@ -214,6 +215,7 @@ fn civil_from_days(days: i64) -> (i64, i64, i64) {
 
 /// Runs `op`, retrying it after each [`BACKOFF`] delay while it fails with an error
 /// `is_transient` accepts; the last error is returned as is.
+#[cfg(feature = "postgres")]
 pub(crate) fn retry<T>(
     is_transient: impl Fn(&Error) -> bool,
     mut op: impl FnMut() -> Result<T>,
@@ -302,6 +304,7 @@ mod tests {
         assert_eq!(quote("a\"b"), "\"a\"\"b\"");
     }
 
+    #[cfg(feature = "postgres")]
     #[test]
     fn retry_is_bounded() {
         let mut calls = 0;

@@ -19,7 +19,9 @@
 //! it; text in that format sorts like time, so every expiry check compares text. A row whose
 //! `expiry` is NULL is expired.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use r2d2::{ManageConnection, Pool};
@@ -32,7 +34,24 @@ use crate::{Error, ErrorKind, Result, StoreError};
 
 impl From<rusqlite::Error> for Error {
     fn from(e: rusqlite::Error) -> Self {
-        Error::Store(StoreError::new("sqlite", ErrorKind::Other, e))
+        Error::Store(StoreError::new("sqlite", kind_of(&e), e))
+    }
+}
+
+/// Another connection's lock is a store that did not answer in time; a file that cannot be
+/// opened, read or written is a setup problem.
+fn kind_of(error: &rusqlite::Error) -> ErrorKind {
+    let rusqlite::Error::SqliteFailure(e, _) = error else {
+        return ErrorKind::Other;
+    };
+    match e.code {
+        ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked => ErrorKind::Unavailable,
+        ErrorCode::CannotOpen
+        | ErrorCode::PermissionDenied
+        | ErrorCode::ReadOnly
+        | ErrorCode::NotADatabase
+        | ErrorCode::AuthorizationForStatementDenied => ErrorKind::Rejected,
+        _ => ErrorKind::Other,
     }
 }
 
@@ -77,17 +96,20 @@ impl Default for SqliteStoreBuilder {
             table: "sessions".into(),
             create_table: true,
             expiry_index: true,
-            busy_timeout: Duration::from_secs(5),
+            busy_timeout: Duration::from_secs(2),
             max_connections: 10,
         }
     }
 }
 
 impl SqliteStoreBuilder {
-    /// The database file, created if missing (its directory must exist). No default: set this
-    /// or [`pool`](Self::pool). Each connection the store opens uses WAL journaling,
-    /// `synchronous = NORMAL` and the [busy timeout](Self::busy_timeout). An in-memory
-    /// database (`:memory:`) does not work: each pooled connection would get its own.
+    /// The database file, created if missing with mode `0600` (its directory must exist; the
+    /// `-wal` and `-shm` files SQLite adds get the same mode). No default: set this or
+    /// [`pool`](Self::pool). Each connection the store opens uses WAL journaling,
+    /// `synchronous = NORMAL`, `journal_size_limit` =
+    /// [`SqliteStore::WAL_SIZE_LIMIT`] and the
+    /// [busy timeout](Self::busy_timeout). An empty path or an in-memory database
+    /// (`:memory:`, `file::memory:`) is refused: each pooled connection would get its own.
     ///
     /// ```
     /// let builder = server_session::store::SqliteStore::builder().path("/var/lib/app/sessions.db");
@@ -152,8 +174,11 @@ impl SqliteStoreBuilder {
         self
     }
 
-    /// How long a statement waits for another writer's lock before failing with
-    /// `SQLITE_BUSY` (then retried a few times with backoff). Default: 5 seconds.
+    /// How long a store operation waits for another writer's lock (and for a pooled
+    /// connection) before failing with [`ErrorKind::Unavailable`]: the whole bound of an
+    /// operation, as there is no retry after it. Readers never wait for writers (WAL), so a
+    /// request that only reads its session is served while another process holds the write
+    /// lock. Default: 2 seconds.
     ///
     /// ```
     /// use std::time::Duration;
@@ -190,55 +215,108 @@ impl SqliteStoreBuilder {
     /// ```
     pub fn build(self) -> Result<SqliteStore> {
         sql::validate_identifier("table", &self.table)?;
+        if self.busy_timeout.is_zero() {
+            return Err(Error::Config(
+                "the SQLite busy_timeout must be above zero".into(),
+            ));
+        }
         let (busy_timeout, max) = (self.busy_timeout, self.max_connections);
-        let pool = match self.source {
+        let (pool, target) = match self.source {
             Source::Unset => {
                 return Err(Error::Config(
                     "the SQLite store needs a database path or a pool".into(),
                 ))
             }
-            Source::Pool(pool) => pool,
-            Source::Path(path) => open_pool(path, busy_timeout, max)?,
+            Source::Pool(pool) => (pool, None),
+            Source::Path(path) => {
+                let target: Arc<str> = path.display().to_string().into();
+                let pool = open_pool(&path, busy_timeout, max).map_err(|e| at(e, &target))?;
+                (pool, Some(target))
+            }
         };
         let statements = Statements::new(&sql::quote(&self.table), None, |n| format!("?{n}"));
-        let mut conn = pool.get()?;
-        sql::retry(is_transient, || {
-            ensure_table(
-                &mut conn,
-                &self.table,
-                self.create_table.then_some(self.expiry_index),
-            )?;
-            prepare_all(&conn, &statements)
-        })?;
-        Ok(SqliteStore {
+        let store = SqliteStore {
             pool,
             table: self.table,
             statements,
-        })
+            target,
+            writes: AtomicUsize::new(0),
+        };
+        let create = self.create_table.then_some(self.expiry_index);
+        let mut conn = store.checkout()?;
+        ensure_table(&mut conn, &store.table, create)
+            .and_then(|()| prepare_all(&conn, &store.statements))
+            .map_err(|e| store.at(e))?;
+        drop(conn);
+        Ok(store)
+    }
+}
+
+/// `error` naming the database file.
+fn at(error: Error, target: &str) -> Error {
+    error.at(|| target.to_owned())
+}
+
+/// Refuses paths that would give each pooled connection its own database.
+fn check_path(path: &Path) -> Result<()> {
+    let text = path.to_string_lossy();
+    if text.is_empty() || text == ":memory:" || text.starts_with("file::memory:") {
+        return Err(Error::Config(format!(
+            "the SQLite store needs a database file, not {text:?}: each pooled connection \
+             would get its own private database"
+        )));
+    }
+    Ok(())
+}
+
+/// Creates the database file with mode 0600 if it is missing, so that SQLite (which gives
+/// its `-wal` and `-shm` files the database's mode) never makes them readable by others.
+fn create_private(path: &Path) -> Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(Error::Store(StoreError::new(
+            "sqlite",
+            ErrorKind::of_io(&e),
+            e,
+        ))),
     }
 }
 
 /// Opens the first connection directly (so a bad path is a typed error), then the pool.
-fn open_pool(path: PathBuf, busy: Duration, max: u32) -> Result<Pool<SqliteConnectionManager>> {
+fn open_pool(path: &Path, busy: Duration, max: u32) -> Result<Pool<SqliteConnectionManager>> {
+    check_path(path)?;
     if max == 0 {
         return Err(Error::Config(
             "the SQLite store needs at least one connection".into(),
         ));
     }
+    create_private(path)?;
     let manager = SqliteConnectionManager::file(path).with_init(move |conn| configure(conn, busy));
     drop(manager.connect()?);
     Ok(Pool::builder()
         .max_size(max)
         .min_idle(Some(1))
+        .connection_timeout(busy)
         .test_on_check_out(false)
         .build_unchecked(manager))
 }
 
-/// Per-connection settings: WAL journaling, `synchronous = NORMAL`, the busy timeout.
+/// Per-connection settings: WAL journaling, `synchronous = NORMAL`, the WAL size limit, the
+/// busy timeout.
 fn configure(conn: &mut Connection, busy_timeout: Duration) -> rusqlite::Result<()> {
     conn.busy_timeout(busy_timeout)?;
     conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get::<_, String>(0))?;
-    conn.pragma_update(None, "synchronous", "NORMAL")
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(
+        None,
+        "journal_size_limit",
+        SqliteStore::WAL_SIZE_LIMIT as i64,
+    )
 }
 
 fn table_exists(conn: &Connection, table: &str) -> rusqlite::Result<bool> {
@@ -295,15 +373,6 @@ fn prepare_all(conn: &Connection, s: &Statements) -> Result<()> {
     Ok(())
 }
 
-/// `SQLITE_BUSY` and `SQLITE_LOCKED`: another connection holds a lock; worth a retry.
-fn is_transient(error: &Error) -> bool {
-    matches!(
-        error.store_source::<rusqlite::Error>(),
-        Some(rusqlite::Error::SqliteFailure(e, _))
-            if matches!(e.code, ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
-    )
-}
-
 /// Sessions in an SQLite database file, in Flask-Session's `sessions` table.
 ///
 /// Statements are prepared once per pooled connection and cached; every value is bound.
@@ -326,9 +395,20 @@ pub struct SqliteStore {
     pool: Pool<SqliteConnectionManager>,
     table: String,
     statements: Statements,
+    /// The database file, for error messages; unknown for a given pool.
+    target: Option<Arc<str>>,
+    /// Writes so far, to checkpoint the WAL every [`CHECKPOINT_EVERY`] of them.
+    writes: AtomicUsize,
 }
 
+/// How many writes pass between two truncating WAL checkpoints.
+const CHECKPOINT_EVERY: usize = 1000;
+
 impl SqliteStore {
+    /// The size the `-wal` file is truncated to after a checkpoint (`journal_size_limit`),
+    /// and the bound it stays under while writes go on (tested under load): 64 MiB.
+    pub const WAL_SIZE_LIMIT: u64 = 64 * 1024 * 1024;
+
     /// A store on the database file at `path` with every other setting at its default.
     ///
     /// ```
@@ -375,18 +455,49 @@ impl SqliteStore {
         &self.pool
     }
 
-    /// Runs `op` on a pooled connection, retrying busy and locked errors with backoff.
+    /// Runs `op` on a pooled connection.
+    ///
+    /// There is no retry: the busy timeout (which SQLite spends waiting for another writer's
+    /// lock) is the operation's whole bound, as every statement is a single autocommit one.
     fn run<T>(&self, op: impl Fn(&Connection) -> rusqlite::Result<T>) -> Result<T> {
-        sql::retry(is_transient, || {
-            let conn = self.pool.get()?;
-            Ok(op(&conn)?)
+        let conn = self.checkout()?;
+        op(&conn).map_err(|e| self.at(e.into()))
+    }
+
+    /// A pooled connection within the busy timeout.
+    fn checkout(&self) -> Result<r2d2::PooledConnection<SqliteConnectionManager>> {
+        self.pool.get().map_err(|e| {
+            self.at(Error::Store(StoreError::new(
+                "sqlite",
+                ErrorKind::Unavailable,
+                e,
+            )))
         })
+    }
+
+    /// `error` naming the database file, when the store knows it.
+    fn at(&self, error: Error) -> Error {
+        match &self.target {
+            Some(target) => at(error, target),
+            None => error,
+        }
     }
 
     /// Executes `statement` with `params`; whether exactly one row changed.
     fn changed_one(&self, statement: &str, params: impl rusqlite::Params + Copy) -> Result<bool> {
-        self.run(|conn| conn.prepare_cached(statement)?.execute(params))
+        self.write(|conn| conn.prepare_cached(statement)?.execute(params))
             .map(|rows| rows == 1)
+    }
+
+    /// Runs the write `op` on a pooled connection, then, every [`CHECKPOINT_EVERY`] writes,
+    /// checkpoints the WAL on the same connection.
+    fn write<T>(&self, op: impl Fn(&Connection) -> rusqlite::Result<T>) -> Result<T> {
+        let conn = self.checkout()?;
+        let written = op(&conn).map_err(|e| self.at(e.into()))?;
+        if self.writes.fetch_add(1, Ordering::Relaxed) % CHECKPOINT_EVERY == CHECKPOINT_EVERY - 1 {
+            checkpoint(&conn);
+        }
+        Ok(written)
     }
 
     /// The `data` of the row `statement` returns, if any (a NULL `data` reads as none).
@@ -395,13 +506,32 @@ impl SqliteStore {
         statement: &str,
         params: impl rusqlite::Params + Copy,
     ) -> Result<Option<Vec<u8>>> {
-        self.run(|conn| {
-            let mut statement = conn.prepare_cached(statement)?;
-            statement
-                .query_row(params, |row| row.get::<_, Option<Vec<u8>>>(0))
-                .optional()
-        })
-        .map(Option::flatten)
+        self.run(|conn| data_row(conn, statement, params))
+            .map(Option::flatten)
+    }
+}
+
+fn data_row(
+    conn: &Connection,
+    statement: &str,
+    params: impl rusqlite::Params,
+) -> rusqlite::Result<Option<Option<Vec<u8>>>> {
+    conn.prepare_cached(statement)?
+        .query_row(params, |row| row.get::<_, Option<Vec<u8>>>(0))
+        .optional()
+}
+
+/// Copies the WAL into the database and truncates it, waiting (within the busy timeout) for
+/// the readers of older snapshots to finish. SQLite's own checkpoints never wait, so under
+/// steady load some reader always holds the WAL and it grows without bound. A checkpoint that
+/// cannot finish is logged, not returned: the write before it succeeded.
+fn checkpoint(conn: &Connection) {
+    match conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| {
+        row.get::<_, i64>(0)
+    }) {
+        Ok(0) => {}
+        Ok(_) => log::debug!("SQLite WAL checkpoint left unfinished: the database stayed busy"),
+        Err(e) => log::warn!("SQLite WAL checkpoint failed: {e}"),
     }
 }
 
@@ -412,6 +542,10 @@ fn now() -> String {
 impl Store for SqliteStore {
     fn load(&self, key: &str) -> Result<Option<Vec<u8>>> {
         self.data_row(&self.statements.load, params![key, now()])
+    }
+
+    fn check_key(&self, key: &str) -> Result<()> {
+        sql::check_key(key)
     }
 
     fn create(&self, key: &str, value: &[u8], expires: SystemTime) -> Result<bool> {
@@ -454,7 +588,9 @@ impl Store for SqliteStore {
 
     fn load_and_touch(&self, key: &str, expires: SystemTime) -> Result<Option<Vec<u8>>> {
         let expiry = sql::naive_utc_text(expires);
-        self.data_row(&self.statements.load_and_touch, params![key, expiry, now()])
+        let statement = &self.statements.load_and_touch;
+        self.write(|conn| data_row(conn, statement, params![key, expiry, now()]))
+            .map(Option::flatten)
     }
 }
 
@@ -465,7 +601,7 @@ impl Sweep for SqliteStore {
             return Ok(0);
         }
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        self.run(|conn| {
+        self.write(|conn| {
             conn.prepare_cached(&self.statements.sweep)?
                 .execute(params![now(), limit])
         })
