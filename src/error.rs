@@ -287,7 +287,7 @@ impl Error {
     }
 
     /// The backend's own error inside a store error, if it is an `E`.
-    #[cfg(any(feature = "postgres", feature = "redis"))]
+    #[cfg(any(feature = "postgres", feature = "redis", feature = "mongodb"))]
     pub(crate) fn store_source<E: std::error::Error + 'static>(&self) -> Option<&E> {
         match self {
             Error::Store(e) => e.downcast_ref::<E>(),

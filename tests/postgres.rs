@@ -8,9 +8,9 @@
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use server_session::store::conformance::{service_unavailable, Guarded};
-use server_session::store::{CleanupEvery, PostgresStore, Store, Sweep};
-use server_session::{conformance_tests, sweep_conformance_tests, Error};
+use server_session::store::conformance::{self, service_unavailable, Guarded, SilentServer};
+use server_session::store::{CleanupEvery, ConnectionSettings, PostgresStore, Store, Sweep};
+use server_session::{conformance_tests, sweep_conformance_tests, Error, ErrorKind};
 
 const URL_ENV: &str = "SERVER_SESSION_POSTGRES_URL";
 
@@ -328,21 +328,154 @@ fn missing_table_without_create_is_a_config_error() {
     });
 }
 
+/// Builds against a silent server and a closed port fail within the connect timeout, and
+/// every operation of a store built without the start-up check within the I/O or checkout
+/// timeout: each with `ErrorKind::Unavailable`.
 #[test]
-fn unreachable_server_is_a_typed_error_within_the_timeout() {
-    let start = Instant::now();
-    let built = PostgresStore::builder()
-        .url("postgres://postgres@127.0.0.1:1/test")
-        .connect_timeout(Duration::from_secs(1))
-        .build();
-    assert!(
-        start.elapsed() < Duration::from_secs(2),
-        "took {:?}",
-        start.elapsed()
+fn silent_or_absent_servers_fail_within_the_timeouts() {
+    let timeout = Duration::from_millis(200);
+    let build = |addr, check| {
+        PostgresStore::builder()
+            .url(format!("postgres://app:hunter2@{addr}/app"))
+            .connection(conformance::fault_settings(timeout))
+            .startup_check(check)
+            .build()
+    };
+    let limit = timeout + Duration::from_millis(150);
+    conformance::every_wait_bounded(build, limit, limit);
+}
+
+/// The errors of a silent server and a closed port name the server and the cause.
+#[test]
+fn unreachable_servers_are_named_with_the_cause() {
+    let silent = SilentServer::start();
+    let build = |addr: std::net::SocketAddr| {
+        PostgresStore::builder()
+            .url(format!("postgres://app:hunter2@{addr}/app"))
+            .connect_timeout(Duration::from_millis(100))
+            .build()
+            .unwrap_err()
+            .to_string()
+    };
+    assert_eq!(
+        build(silent.addr()),
+        format!(
+            "postgres {}: no answer within the connect timeout (100ms)",
+            silent.addr()
+        )
     );
-    assert!(matches!(built, Err(Error::Store(_))), "{built:?}");
-    let built = PostgresStore::builder().url("not a url ::").build();
-    assert!(matches!(built, Err(Error::Store(_))), "{built:?}");
+    let closed = conformance::closed_port();
+    assert_eq!(
+        build(closed),
+        format!("postgres {closed}: connection refused")
+    );
+}
+
+/// A connection that stops answering mid-way fails the operation within the I/O timeout and
+/// is discarded: a later operation does not wait on it again.
+#[test]
+fn a_server_that_stops_answering_fails_within_the_io_timeout() {
+    with_server(
+        "a_server_that_stops_answering_fails_within_the_io_timeout",
+        |url| {
+            let table = unique_name("t");
+            let store = PostgresStore::builder()
+                .url(&url)
+                .table(&table)
+                .connection(ConnectionSettings {
+                    io_timeout: Duration::from_millis(300),
+                    max_connections: 1,
+                    ..ConnectionSettings::default()
+                })
+                .statement_timeout(None)
+                .build()
+                .unwrap();
+            let fresh = guarded(store, url, vec![format!("TABLE \"{table}\"")]);
+            let start = Instant::now();
+            let mut conn = fresh.store.pool().get().unwrap();
+            let err = conn.batch_execute("SELECT pg_sleep(5)").unwrap_err();
+            let elapsed = start.elapsed();
+            assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
+            assert!(err.to_string().contains("I/O timeout"), "{err}");
+            assert!(elapsed < Duration::from_millis(600), "took {elapsed:?}");
+            drop(conn);
+            assert!(
+                fresh.create("k", b"v", in_secs(60)).unwrap(),
+                "a fresh connection"
+            );
+        },
+    );
+}
+
+/// Zero and absurd settings are configuration errors, never a panic (r2d2 asserts on a zero
+/// connection timeout or pool size).
+#[test]
+fn zero_or_absurd_settings_are_config_errors() {
+    let url = "postgres://app@127.0.0.1:1/app";
+    let zero = ConnectionSettings::default();
+    let bad = [
+        PostgresStore::builder()
+            .url(url)
+            .connect_timeout(Duration::ZERO)
+            .build(),
+        PostgresStore::builder().url(url).max_connections(0).build(),
+        PostgresStore::builder()
+            .url(url)
+            .connection(ConnectionSettings {
+                checkout_timeout: Duration::ZERO,
+                ..zero
+            })
+            .build(),
+        PostgresStore::builder()
+            .url(url)
+            .connection(ConnectionSettings {
+                io_timeout: Duration::from_secs(3600),
+                ..zero
+            })
+            .build(),
+        PostgresStore::builder()
+            .url(url)
+            .statement_timeout(Some(Duration::ZERO))
+            .build(),
+        PostgresStore::builder()
+            .url("postgres://app:hunter2@h:port/x")
+            .build(),
+    ];
+    for built in bad {
+        match built {
+            Err(Error::Config(msg)) => assert!(!msg.contains("hunter2"), "{msg}"),
+            other => panic!("expected a configuration error: {other:?}"),
+        }
+    }
+}
+
+/// The password of the URL is in neither the builder's `Debug` nor the error of a build
+/// the server refuses.
+#[test]
+fn the_password_is_never_printed() {
+    with_server("the_password_is_never_printed", |url| {
+        let config: postgres::Config = url.parse().unwrap();
+        let host = match &config.get_hosts()[0] {
+            postgres::config::Host::Tcp(host) => host.clone(),
+            other => panic!("a TCP host expected: {other:?}"),
+        };
+        let port = config.get_ports().first().copied().unwrap_or(5432);
+        let secret = format!("postgres://no_such_role:hunter2@{host}:{port}/no_such_db");
+        let builder = PostgresStore::builder().url(&secret);
+        let shown = format!("{builder:?}");
+        assert!(shown.contains("no_such_role:***@"), "{shown}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        let err = builder.build().unwrap_err();
+        let message = err.to_string();
+        assert!(
+            message.starts_with(&format!("postgres {host}:{port}: ")),
+            "{message}"
+        );
+        assert!(message.contains("no_such_role"), "{message}");
+        assert_eq!(err.kind(), ErrorKind::Rejected, "{message}");
+        assert!(!message.contains("hunter2"), "{message}");
+        assert!(!format!("{err:?}").contains("hunter2"), "{err:?}");
+    });
 }
 
 #[test]
@@ -404,7 +537,7 @@ fn statements_are_prepared_once_per_connection() {
         let prepared = || -> i64 {
             let mut conn = fresh.store.pool().get().unwrap();
             let sql = "SELECT count(*) FROM pg_prepared_statements";
-            conn.client_mut().query_one(sql, &[]).unwrap().get(0)
+            conn.query(sql, &[]).unwrap()[0].get(0)
         };
         for _ in 0..3 {
             fresh.create("k", b"v", in_secs(60)).unwrap();

@@ -1,6 +1,9 @@
 //! Sessions as documents in a MongoDB collection, like Flask-Session's `mongodb` backend: see
 //! [`MongoStore`] for the document layout, the indexes and the expiry rules.
 
+use std::future::IntoFuture;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use ::mongodb::bson::spec::BinarySubtype;
@@ -10,7 +13,8 @@ use ::mongodb::options::{ClientOptions, IndexOptions};
 use ::mongodb::sync::{Client, Collection};
 use ::mongodb::IndexModel;
 
-use super::{Replaced, Store};
+use super::redact::{redact, SecretUrl};
+use super::{ConnectionSettings, Replaced, Store};
 use crate::{Error, Result, StoreError};
 
 /// `SESSION_MONGODB`'s default: a server on the local machine.
@@ -19,52 +23,105 @@ const DEFAULT_URL: &str = "mongodb://127.0.0.1:27017";
 const DEFAULT_DATABASE: &str = "flask_session";
 /// `SESSION_MONGODB_COLLECT`'s default.
 const DEFAULT_COLLECTION: &str = "sessions";
-/// How long an operation waits for a usable server before failing (the driver's default: 30 s).
-const DEFAULT_SERVER_SELECTION_TIMEOUT: Duration = Duration::from_secs(2);
-/// How long opening a TCP connection may take (the driver's default: 10 s).
-const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// The server's error code for a unique-index violation.
 const DUPLICATE_KEY: i32 = 11000;
+/// The server's error codes for "not authorized" and "authentication failed".
+const REFUSED_CODES: [i32; 2] = [13, 18];
 /// How often `create` removes an expired document in its way and retries before giving up.
 const CREATE_ATTEMPTS: usize = 3;
+/// The store's name in error messages.
+const STORE: &str = "mongodb";
 
 impl From<::mongodb::error::Error> for Error {
     fn from(e: ::mongodb::error::Error) -> Self {
-        let kind = match *e.kind {
+        let kind = match &*e.kind {
             ErrorKind::Io(_)
             | ErrorKind::ServerSelection { .. }
             | ErrorKind::ConnectionPoolCleared { .. } => crate::ErrorKind::Unavailable,
             ErrorKind::Authentication { .. } => crate::ErrorKind::Rejected,
+            ErrorKind::Command(c) if REFUSED_CODES.contains(&c.code) => crate::ErrorKind::Rejected,
             _ => crate::ErrorKind::Other,
         };
-        Error::Store(StoreError::new("mongodb", kind, e))
+        let cause = cause(&e);
+        Error::Store(StoreError::new(STORE, kind, e).with_cause(cause))
     }
+}
+
+/// What went wrong, in the words an operator searches for; never a password.
+fn cause(e: &::mongodb::error::Error) -> String {
+    let refused = |text: &str| text.contains("Connection refused");
+    match &*e.kind {
+        ErrorKind::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
+            "connection refused".to_owned()
+        }
+        ErrorKind::ServerSelection { message, .. } if refused(message) => {
+            "connection refused".to_owned()
+        }
+        ErrorKind::ServerSelection { .. } => {
+            "no usable server within the checkout timeout (server selection)".to_owned()
+        }
+        ErrorKind::Authentication { message, .. } => {
+            format!("authentication failed ({})", redact(message))
+        }
+        ErrorKind::Command(c) => redact(&format!("{} (code {})", c.message, c.code)),
+        _ => redact(&e.to_string()),
+    }
+}
+
+/// An operation that got no answer within `limit`.
+fn timed_out(limit: Duration) -> Error {
+    let io = std::io::Error::new(std::io::ErrorKind::TimedOut, "no answer");
+    let cause = format!("no answer within the checkout and I/O timeouts ({limit:?})");
+    Error::Store(StoreError::new(STORE, crate::ErrorKind::Unavailable, io).with_cause(cause))
+}
+
+/// The runtime the store awaits the driver's operations on, under a timer, shared by every
+/// `MongoStore`: the tasks the driver spawns during an operation run on its workers (one per
+/// core, as on the driver's own runtime).
+fn runtime() -> Result<&'static tokio::runtime::Runtime> {
+    static RUNTIME: OnceLock<std::io::Result<tokio::runtime::Runtime>> = OnceLock::new();
+    let built = RUNTIME.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .thread_name("server-session-mongodb")
+            .enable_all()
+            .build()
+    });
+    built.as_ref().map_err(|e| {
+        let io = std::io::Error::new(e.kind(), e.to_string());
+        Error::Store(StoreError::new(STORE, crate::ErrorKind::Other, io))
+    })
 }
 
 /// Configures and opens a [`MongoStore`]; every setting has the Flask-Session default.
 ///
+/// No wait is unbounded: see [`connection`](Self::connection).
+///
 /// ```no_run
 /// use std::time::Duration;
-/// use server_session::store::MongoStore;
+/// use server_session::store::{ConnectionSettings, MongoStore};
 ///
 /// let store = MongoStore::builder()
 ///     .url("mongodb://127.0.0.1:27017/?directConnection=true")
 ///     .database("flask_session")
 ///     .collection("sessions")
-///     .server_selection_timeout(Duration::from_secs(5))
-///     .build()?;
+///     .connection(ConnectionSettings {
+///         io_timeout: Duration::from_millis(500),
+///         ..ConnectionSettings::default()
+///     })
+///     .build()?; // checks the server and creates the indexes: a wrong URL fails here
 /// assert_eq!(store.collection(), "sessions");
 /// # Ok::<(), server_session::Error>(())
 /// ```
 #[derive(Clone)]
 pub struct MongoStoreBuilder {
-    url: Option<String>,
+    url: Option<SecretUrl>,
     client: Option<Client>,
     database: String,
     collection: String,
+    settings: ConnectionSettings,
     server_selection_timeout: Option<Duration>,
-    connect_timeout: Option<Duration>,
     create_indexes: bool,
+    startup_check: bool,
 }
 
 impl Default for MongoStoreBuilder {
@@ -74,61 +131,54 @@ impl Default for MongoStoreBuilder {
             client: None,
             database: DEFAULT_DATABASE.to_owned(),
             collection: DEFAULT_COLLECTION.to_owned(),
+            settings: ConnectionSettings::default(),
             server_selection_timeout: None,
-            connect_timeout: None,
             create_indexes: true,
+            startup_check: true,
         }
     }
 }
 
-/// Shows the settings, with any credentials in the URI hidden.
+/// Shows the settings, with the URI's password hidden.
 impl std::fmt::Debug for MongoStoreBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MongoStoreBuilder")
-            .field("url", &self.url.as_deref().map(redact_credentials))
-            .field("client", &self.client)
+            .field("url", &self.url)
+            .field("client", &self.client.as_ref().map(|_| "Client"))
             .field("database", &self.database)
             .field("collection", &self.collection)
+            .field("settings", &self.settings)
             .field("server_selection_timeout", &self.server_selection_timeout)
-            .field("connect_timeout", &self.connect_timeout)
             .field("create_indexes", &self.create_indexes)
+            .field("startup_check", &self.startup_check)
             .finish()
-    }
-}
-
-/// `scheme://user:password@hosts/...` becomes `scheme://***@hosts/...`.
-fn redact_credentials(uri: &str) -> String {
-    let Some((scheme, rest)) = uri.split_once("://") else {
-        return uri.to_owned();
-    };
-    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-    match rest[..authority_end].rfind('@') {
-        Some(at) => format!("{scheme}://***{}", &rest[at..]),
-        None => uri.to_owned(),
     }
 }
 
 impl MongoStoreBuilder {
     /// The connection string (`SESSION_MONGODB` as a URI). Default: `mongodb://127.0.0.1:27017`.
     ///
-    /// Options in the URI apply (`serverSelectionTimeoutMS`, `connectTimeoutMS`, credentials,
-    /// TLS...), except that a timeout set on this builder wins over the URI's. The Rust driver
-    /// rejects `socketTimeoutMS`. Add `directConnection=true` to talk to one server of a replica
-    /// set directly. Ignored when a [`client`](Self::client) is given.
+    /// Options in the URI apply (credentials, TLS, `heartbeatFrequencyMS`...), except the
+    /// timeouts and the pool size, which come from [`connection`](Self::connection). The Rust
+    /// driver rejects `socketTimeoutMS`. Add `directConnection=true` to talk to one server of
+    /// a replica set directly. Ignored when a [`client`](Self::client) is given. The password
+    /// is never printed: `Debug` and every error show `***` instead.
     ///
     /// ```
     /// let builder = server_session::store::MongoStore::builder()
-    ///     .url("mongodb://db.internal:27017/?directConnection=true");
+    ///     .url("mongodb://app:pw@db.internal:27017/?directConnection=true");
+    /// assert!(format!("{builder:?}").contains("app:***@db.internal"));
     /// ```
     pub fn url(mut self, url: impl Into<String>) -> Self {
-        self.url = Some(url.into());
+        self.url = Some(SecretUrl::new(url));
         self
     }
 
     /// An existing client to share (`SESSION_MONGODB` as a client). Default: none, a client is
     /// made from the [`url`](Self::url).
     ///
-    /// The client keeps its own options: the timeouts of this builder do not apply to it.
+    /// The client keeps its own connect timeout, server selection timeout and pool size; the
+    /// store still bounds each of its operations by the checkout plus I/O timeouts.
     ///
     /// ```no_run
     /// let client = mongodb::sync::Client::with_uri_str("mongodb://127.0.0.1:27017")?;
@@ -160,11 +210,36 @@ impl MongoStoreBuilder {
         self
     }
 
-    /// How long an operation waits for a reachable server before it fails with
-    /// [`Error::Store`]. Default: 2 seconds (the URI's `serverSelectionTimeoutMS` if it has
-    /// one); the driver's own default would be 30 seconds. Must not be zero.
+    /// How the store connects, waits and pools (see [`ConnectionSettings`]; defaults: connect
+    /// 1 s, I/O 2 s, checkout 1 s, 16 connections):
     ///
-    /// This is what bounds an operation while the server is down or unreachable.
+    /// - `connect_timeout` is the driver's `connectTimeoutMS`: TCP connect and TLS of each
+    ///   connection, and the server monitor's checks. A monitor check that times out marks
+    ///   the server unknown and clears the pool, interrupting the operations in flight (the
+    ///   driver then retries writes once): raise it for a server that is slow to answer;
+    /// - `checkout_timeout` is the driver's `serverSelectionTimeoutMS` (unless
+    ///   [`server_selection_timeout`](Self::server_selection_timeout) is set): how long an
+    ///   operation waits for a reachable server;
+    /// - `io_timeout` bounds the rest: the store awaits each driver operation for at most
+    ///   the checkout plus the I/O timeout, then fails it (the driver has no socket timeout);
+    /// - `max_connections` is the driver's `maxPoolSize`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use server_session::store::{ConnectionSettings, MongoStore};
+    /// let builder = MongoStore::builder().connection(ConnectionSettings {
+    ///     io_timeout: Duration::from_millis(500),
+    ///     ..ConnectionSettings::default()
+    /// });
+    /// ```
+    pub fn connection(mut self, settings: ConnectionSettings) -> Self {
+        self.settings = settings;
+        self
+    }
+
+    /// How long an operation waits for a reachable server before it fails with
+    /// [`Error::Store`]. Default: the checkout timeout of [`connection`](Self::connection)
+    /// (1 second); the driver's own default would be 30 seconds. Must not be zero.
     ///
     /// ```
     /// use std::time::Duration;
@@ -176,15 +251,8 @@ impl MongoStoreBuilder {
         self
     }
 
-    /// How long opening a connection (TCP connect, TLS and handshake of the server monitor) may
-    /// take. Default: 2 seconds (the URI's `connectTimeoutMS` if it has one); the driver's own
-    /// default would be 10 seconds. Must not be zero.
-    ///
-    /// There is no socket (read) timeout: the Rust driver does not support one. A server that
-    /// stops answering is detected by the driver's monitor, whose checks are bounded by this
-    /// timeout; it then interrupts the operations in flight (about 9 s after a server froze,
-    /// with the defaults and the monitor's 10-second heartbeat; `heartbeatFrequencyMS` in the
-    /// URI shortens that), and later operations fail after the server selection timeout.
+    /// How long opening a connection (TCP connect, TLS, and the checks of the server monitor)
+    /// may take: the `connect_timeout` of [`connection`](Self::connection). Default: 1 second.
     ///
     /// ```
     /// use std::time::Duration;
@@ -192,17 +260,18 @@ impl MongoStoreBuilder {
     ///     .connect_timeout(Duration::from_millis(500));
     /// ```
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.connect_timeout = Some(timeout);
+        self.settings.connect_timeout = timeout;
         self
     }
 
-    /// Whether [`build`](Self::build) creates the indexes. Default: `true`.
+    /// Whether the store creates the indexes. Default: `true`.
     ///
-    /// With `true`, `build` creates (idempotently) a unique index `id_1` on `id` and a TTL index
-    /// `expiration_1` on `expiration` with `expireAfterSeconds: 0` (the same TTL index
-    /// Flask-Session 0.8 creates), and fails if they exist with other options. With `false`,
-    /// `build` does no I/O and you manage the indexes yourself: **the unique index on `id` is
-    /// required**, without it two concurrent `create`s of one id could both succeed.
+    /// With `true`, the store creates (idempotently) a unique index `id_1` on `id` and a TTL
+    /// index `expiration_1` on `expiration` with `expireAfterSeconds: 0` (the same TTL index
+    /// Flask-Session 0.8 creates), during the start-up check or, without it, before its first
+    /// operation; it fails if they exist with other options. With `false` you manage the
+    /// indexes yourself: **the unique index on `id` is required**, without it two concurrent
+    /// `create`s of one id could both succeed.
     ///
     /// ```
     /// let builder = server_session::store::MongoStore::builder().create_indexes(false);
@@ -212,66 +281,116 @@ impl MongoStoreBuilder {
         self
     }
 
-    /// Validates the settings, makes the client (unless one was given) and creates the indexes
-    /// (unless turned off).
+    /// Whether [`build`](Self::build) checks the server before it returns: it creates the
+    /// indexes (see [`create_indexes`](Self::create_indexes)) or, without them, reads from the
+    /// collection, so that an unreachable server, failed authentication or a missing
+    /// permission fails the build with its cause. Default: `true`. With `false`, `build` does
+    /// no I/O; requests fail (within the timeouts) until the server answers.
     ///
-    /// Errors: [`Error::Config`] for an empty or invalid database or collection name, or a zero
-    /// timeout; [`Error::Store`] for an invalid URI, or when the indexes cannot be created
-    /// (server unreachable within the timeouts, conflicting existing index, no permission).
+    /// ```
+    /// // Builds at once, even though nothing listens on port 1.
+    /// let store = server_session::store::MongoStore::builder()
+    ///     .url("mongodb://127.0.0.1:1/?directConnection=true")
+    ///     .startup_check(false)
+    ///     .build();
+    /// assert!(store.is_ok());
+    /// ```
+    pub fn startup_check(mut self, check: bool) -> Self {
+        self.startup_check = check;
+        self
+    }
+
+    /// Validates the settings, makes the client (unless one was given) and runs the start-up
+    /// check (unless turned off).
+    ///
+    /// Errors: [`Error::Config`] for an empty or invalid database or collection name, a zero
+    /// or absurd timeout or pool size, or an invalid URI (shown without its password);
+    /// [`Error::Store`] naming the server and the cause when the check fails
+    /// (`mongodb 127.0.0.1:27017: connection refused`, `... authentication failed (...)`, a
+    /// conflicting existing index, no permission).
     ///
     /// ```
     /// use server_session::{store::MongoStore, Error};
     /// let err = MongoStore::builder().collection("").build().unwrap_err();
     /// assert!(matches!(err, Error::Config(_)));
+    ///
+    /// let err = MongoStore::open("mongodb://app:pw@127.0.0.1:1/?directConnection=true").unwrap_err();
+    /// assert_eq!(err.to_string(), "mongodb 127.0.0.1:1: connection refused");
     /// ```
     pub fn build(self) -> Result<MongoStore> {
         self.validate()?;
-        let client = match &self.client {
-            Some(client) => client.clone(),
-            None => Client::with_options(self.client_options()?)?,
+        let (client, target) = match &self.client {
+            Some(client) => (client.clone(), None),
+            None => {
+                let options = self.client_options()?;
+                let target = targets(&options);
+                (Client::with_options(options)?, Some(target))
+            }
         };
         let collection = client
             .database(&self.database)
             .collection::<Document>(&self.collection);
-        if self.create_indexes {
-            create_indexes(&collection)?;
-        }
-        Ok(MongoStore {
+        let store = MongoStore {
             client,
             collection,
             database: self.database,
-        })
+            target: target.map(Arc::from),
+            deadline: self.settings.checkout_timeout + self.settings.io_timeout,
+            indexes_pending: Arc::new(AtomicBool::new(self.create_indexes)),
+        };
+        if self.startup_check {
+            store.check()?;
+        }
+        Ok(store)
     }
 
     fn validate(&self) -> Result<()> {
         validate_name("database", &self.database, "/\\. \"$\0")?;
         validate_name("collection", &self.collection, "$\0")?;
-        let timeouts = [
-            ("server_selection_timeout", self.server_selection_timeout),
-            ("connect_timeout", self.connect_timeout),
-        ];
-        match timeouts.iter().find(|(_, t)| *t == Some(Duration::ZERO)) {
-            Some((name, _)) => Err(Error::Config(format!("MongoStore {name} must not be zero"))),
-            None => Ok(()),
+        let mut settings = self.settings;
+        if let Some(timeout) = self.server_selection_timeout {
+            settings.checkout_timeout = timeout;
         }
+        settings
+            .validate("MongoStore")
+            .map_err(|e| match (e, self.server_selection_timeout) {
+                (Error::Config(msg), Some(_)) => Error::Config(msg.replace(
+                    "checkout_timeout",
+                    "checkout_timeout (server_selection_timeout)",
+                )),
+                (e, _) => e,
+            })
     }
 
     fn client_options(&self) -> Result<ClientOptions> {
-        let url = self.url.as_deref().unwrap_or_else(|| {
-            log::info!("no MongoDB URL or client given: connecting to {DEFAULT_URL}");
-            DEFAULT_URL
-        });
-        let mut options = ClientOptions::parse(url).run()?;
-        options.server_selection_timeout = self
-            .server_selection_timeout
-            .or(options.server_selection_timeout)
-            .or(Some(DEFAULT_SERVER_SELECTION_TIMEOUT));
-        options.connect_timeout = self
-            .connect_timeout
-            .or(options.connect_timeout)
-            .or(Some(DEFAULT_CONNECT_TIMEOUT));
+        let url = match &self.url {
+            Some(url) => url.clone(),
+            None => {
+                log::info!("no MongoDB URL or client given: connecting to {DEFAULT_URL}");
+                SecretUrl::new(DEFAULT_URL)
+            }
+        };
+        let mut options = ClientOptions::parse(url.expose()).run().map_err(|e| {
+            let why = redact(&e.to_string());
+            Error::Config(format!("MongoStore URL {url} is not valid: {why}"))
+        })?;
+        let selection = self.server_selection_timeout;
+        options.server_selection_timeout =
+            Some(selection.unwrap_or(self.settings.checkout_timeout));
+        options.connect_timeout = Some(self.settings.connect_timeout);
+        options.max_pool_size = Some(self.settings.max_connections);
+        // A write the driver retries after a lost reply can apply twice on a server without
+        // retryable-write bookkeeping, and a conditional replace then merges onto its own first
+        // copy. Unless the URL asks for retries, a lost reply is an error, never a double write.
+        options.retry_writes.get_or_insert(false);
         Ok(options)
     }
+}
+
+/// `host:port` of every server in `options`, comma-separated.
+fn targets(options: &ClientOptions) -> String {
+    let hosts: Vec<String> = options.hosts.iter().map(ToString::to_string).collect();
+    hosts.join(",")
 }
 
 fn validate_name(what: &str, name: &str, forbidden: &str) -> Result<()> {
@@ -286,8 +405,8 @@ fn validate_name(what: &str, name: &str, forbidden: &str) -> Result<()> {
     }
 }
 
-/// The unique index on `id` and the TTL index on `expiration`; a no-op when both exist.
-fn create_indexes(collection: &Collection<Document>) -> Result<()> {
+/// The unique index on `id` and the TTL index on `expiration`.
+fn index_models() -> [IndexModel; 2] {
     let unique = IndexModel::builder()
         .keys(doc! { "id": 1 })
         .options(IndexOptions::builder().unique(true).build())
@@ -296,8 +415,7 @@ fn create_indexes(collection: &Collection<Document>) -> Result<()> {
         .keys(doc! { "expiration": 1 })
         .options(IndexOptions::builder().expire_after(Duration::ZERO).build())
         .build();
-    collection.create_indexes([unique, ttl]).run()?;
-    Ok(())
+    [unique, ttl]
 }
 
 /// Sessions as documents in a MongoDB collection, in Flask-Session 0.8's layout.
@@ -334,11 +452,28 @@ fn create_indexes(collection: &Collection<Document>) -> Result<()> {
 /// assert_eq!(store.load("session:a")?, Some(b"data".to_vec()));
 /// # Ok::<(), server_session::Error>(())
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct MongoStore {
     client: Client,
     collection: Collection<Document>,
     database: String,
+    /// `host:port` of the servers, for error messages; unknown for a given client.
+    target: Option<Arc<str>>,
+    /// The longest the store awaits one driver operation: checkout plus I/O timeout.
+    deadline: Duration,
+    /// Whether the indexes are still to be created before the next operation.
+    indexes_pending: Arc<AtomicBool>,
+}
+
+impl std::fmt::Debug for MongoStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MongoStore")
+            .field("target", &self.target)
+            .field("database", &self.database)
+            .field("collection", &self.collection.name())
+            .field("deadline", &self.deadline)
+            .finish_non_exhaustive()
+    }
 }
 
 impl MongoStore {
@@ -425,7 +560,49 @@ impl MongoStore {
     /// Removes the document of `key` if it has expired; whether one was removed.
     fn remove_expired(&self, key: &str) -> Result<bool> {
         let filter = doc! { "id": key, "expiration": { "$lte": now() } };
-        Ok(self.collection.delete_one(filter).run()?.deleted_count > 0)
+        Ok(self.run(self.collection.delete_one(filter))?.deleted_count > 0)
+    }
+
+    /// Awaits the driver operation `op` (after the indexes, if still pending) for at most the
+    /// deadline; errors name the server.
+    fn run<R>(&self, op: impl IntoFuture<Output = ::mongodb::error::Result<R>>) -> Result<R> {
+        self.ensure_indexes()?;
+        self.bounded(op)
+    }
+
+    fn bounded<R>(&self, op: impl IntoFuture<Output = ::mongodb::error::Result<R>>) -> Result<R> {
+        let limit = self.deadline;
+        let waited =
+            runtime()?.block_on(async move { tokio::time::timeout(limit, op.into_future()).await });
+        let result = match waited {
+            Ok(done) => done.map_err(Error::from),
+            Err(_) => Err(timed_out(limit)),
+        };
+        match &self.target {
+            Some(target) => result.map_err(|e| e.at(|| target.to_string())),
+            None => result,
+        }
+    }
+
+    /// Creates the indexes once, when they are to be created and have not been yet.
+    fn ensure_indexes(&self) -> Result<()> {
+        if self.indexes_pending.load(Ordering::Acquire) {
+            self.bounded(self.collection.create_indexes(index_models()))?;
+            self.indexes_pending.store(false, Ordering::Release);
+        }
+        Ok(())
+    }
+
+    /// The start-up check: the indexes created, or else one read from the collection.
+    fn check(&self) -> Result<()> {
+        if self.indexes_pending.load(Ordering::Acquire) {
+            return self.ensure_indexes();
+        }
+        let probe = self
+            .collection
+            .find_one(doc! { "id": "" })
+            .projection(value_only());
+        self.bounded(probe).map(drop)
     }
 }
 
@@ -459,7 +636,10 @@ fn value_of(mut document: Document) -> Result<Vec<u8>> {
         .map_err(|e| Error::Decode(Box::new(e)))
 }
 
-fn is_duplicate_key(error: &::mongodb::error::Error) -> bool {
+fn is_duplicate_key(error: &Error) -> bool {
+    let Some(error) = error.store_source::<::mongodb::error::Error>() else {
+        return false;
+    };
     match &*error.kind {
         ErrorKind::Write(WriteFailure::WriteError(e)) => e.code == DUPLICATE_KEY,
         ErrorKind::Command(e) => e.code == DUPLICATE_KEY,
@@ -469,11 +649,7 @@ fn is_duplicate_key(error: &::mongodb::error::Error) -> bool {
 
 impl Store for MongoStore {
     fn load(&self, key: &str) -> Result<Option<Vec<u8>>> {
-        let found = self
-            .collection
-            .find_one(live(key))
-            .projection(value_only())
-            .run()?;
+        let found = self.run(self.collection.find_one(live(key)).projection(value_only()))?;
         found.map(value_of).transpose()
     }
 
@@ -485,14 +661,14 @@ impl Store for MongoStore {
             "expiration": DateTime::from_system_time(expires),
         };
         for _ in 0..CREATE_ATTEMPTS {
-            match self.collection.insert_one(&document).run() {
+            match self.run(self.collection.insert_one(&document)) {
                 Ok(_) => return Ok(true),
                 Err(e) if is_duplicate_key(&e) => {
                     if !self.remove_expired(key)? {
                         return Ok(false);
                     }
                 }
-                Err(e) => return Err(e.into()),
+                Err(e) => return Err(e),
             }
         }
         Ok(false)
@@ -503,7 +679,7 @@ impl Store for MongoStore {
             "val": binary(value),
             "expiration": DateTime::from_system_time(expires),
         } };
-        let result = self.collection.update_one(live(key), update).run()?;
+        let result = self.run(self.collection.update_one(live(key), update))?;
         Ok(result.matched_count > 0)
     }
 
@@ -523,9 +699,7 @@ impl Store for MongoStore {
             "expiration": DateTime::from_system_time(expires),
         } };
         if self
-            .collection
-            .update_one(filter, update)
-            .run()?
+            .run(self.collection.update_one(filter, update))?
             .matched_count
             > 0
         {
@@ -539,22 +713,19 @@ impl Store for MongoStore {
 
     fn touch(&self, key: &str, expires: SystemTime) -> Result<bool> {
         let update = doc! { "$set": { "expiration": DateTime::from_system_time(expires) } };
-        let result = self.collection.update_one(live(key), update).run()?;
+        let result = self.run(self.collection.update_one(live(key), update))?;
         Ok(result.matched_count > 0)
     }
 
     fn delete(&self, key: &str) -> Result<()> {
-        self.collection.delete_one(doc! { "id": key }).run()?;
+        self.run(self.collection.delete_one(doc! { "id": key }))?;
         Ok(())
     }
 
     fn load_and_touch(&self, key: &str, expires: SystemTime) -> Result<Option<Vec<u8>>> {
         let update = doc! { "$set": { "expiration": DateTime::from_system_time(expires) } };
-        let found = self
-            .collection
-            .find_one_and_update(live(key), update)
-            .projection(value_only())
-            .run()?;
+        let op = self.collection.find_one_and_update(live(key), update);
+        let found = self.run(op.projection(value_only()))?;
         found.map(value_of).transpose()
     }
 }
@@ -568,15 +739,17 @@ mod tests {
         let builder = MongoStore::builder().url("mongodb://app:s3cret@db:27017/?authSource=x");
         let shown = format!("{builder:?}");
         assert!(
-            shown.contains("mongodb://***@db:27017/?authSource=x"),
+            shown.contains("mongodb://app:***@db:27017/?authSource=x"),
             "{shown}"
         );
         assert!(!shown.contains("s3cret"), "{shown}");
-        assert_eq!(
-            redact_credentials("mongodb://db/?a=b@c"),
-            "mongodb://db/?a=b@c"
-        );
-        assert_eq!(redact_credentials("not a uri"), "not a uri");
+    }
+
+    #[test]
+    fn invalid_uris_are_config_errors_without_the_password() {
+        let err = MongoStore::open("mongodb://app:s3cret@db:notaport/").unwrap_err();
+        assert!(matches!(err, Error::Config(_)), "{err:?}");
+        assert!(!err.to_string().contains("s3cret"), "{err}");
     }
 
     #[test]

@@ -18,26 +18,92 @@
 //! `expiry` holds naive UTC. Every expiry check compares with the application's clock (bound
 //! as a parameter), as Flask-Session does; a row whose `expiry` is NULL is expired.
 
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use postgres::error::SqlState;
 use postgres::types::ToSql;
 use postgres::NoTls;
 use r2d2::Pool;
 
+use super::redact::redact;
 use super::sql::{self, Statements};
 use super::{Replaced, Store, Sweep};
 use crate::{Error, ErrorKind, Result, StoreError};
 
 impl From<postgres::Error> for Error {
     fn from(e: postgres::Error) -> Self {
-        let kind = if e.is_closed() || e.code().is_none() {
-            ErrorKind::Unavailable
-        } else {
-            ErrorKind::Other
-        };
-        Error::Store(StoreError::new("postgres", kind, e))
+        let kind = kind_of(&e);
+        let cause = cause_of(&e);
+        Error::Store(StoreError::new(STORE, kind, e).with_cause(cause))
     }
+}
+
+/// The store's name in error messages.
+const STORE: &str = "postgres";
+
+/// SQLSTATEs (or classes) that mean the server refused for good: authentication (28),
+/// missing database (3D) or schema (3F), permission, missing table or column.
+const REJECTED: [&str; 6] = ["28", "3D", "3F", "42501", "42P01", "42703"];
+
+fn kind_of(e: &postgres::Error) -> ErrorKind {
+    match e.code() {
+        None => ErrorKind::Unavailable,
+        Some(code) if REJECTED.iter().any(|c| code.code().starts_with(c)) => ErrorKind::Rejected,
+        Some(code) if code.code().starts_with("08") => ErrorKind::Unavailable,
+        Some(_) if e.is_closed() => ErrorKind::Unavailable,
+        Some(_) => ErrorKind::Other,
+    }
+}
+
+/// What went wrong, in the words an operator searches for; never a password.
+fn cause_of(e: &postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        return db.message().to_owned();
+    }
+    let io = std::error::Error::source(e).and_then(|s| s.downcast_ref::<std::io::Error>());
+    match io {
+        Some(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
+            "connection refused".to_owned()
+        }
+        Some(io) => redact(&io.to_string()),
+        None if e.is_closed() => "the server closed the connection".to_owned(),
+        None => redact(&e.to_string()),
+    }
+}
+
+/// A round trip that got no answer within `limit` (`what` names the setting).
+fn timed_out(what: &str, limit: Duration) -> Error {
+    let io = std::io::Error::new(std::io::ErrorKind::TimedOut, "no answer");
+    let cause = format!("no answer within the {what} ({limit:?})");
+    Error::Store(StoreError::new(STORE, ErrorKind::Unavailable, io).with_cause(cause))
+}
+
+/// No pooled connection within the checkout timeout; r2d2's message ends with the last
+/// connection error.
+fn no_connection(e: r2d2::Error) -> Error {
+    Error::Store(StoreError::new(STORE, ErrorKind::Unavailable, e))
+}
+
+/// `host:port` of every server in `config`, comma-separated (a socket directory for Unix
+/// sockets); never the user or password.
+fn target_of(config: &tokio_postgres::Config) -> String {
+    use tokio_postgres::config::Host;
+    let ports = config.get_ports();
+    let port = |i: usize| ports.get(i).or(ports.first()).copied().unwrap_or(5432);
+    let mut targets: Vec<String> = config
+        .get_hosts()
+        .iter()
+        .enumerate()
+        .map(|(i, host)| match host {
+            Host::Tcp(name) => format!("{name}:{}", port(i)),
+            Host::Unix(path) => format!("{}/.s.PGSQL.{}", path.display(), port(i)),
+        })
+        .collect();
+    if targets.is_empty() {
+        let addrs = config.get_hostaddrs().iter().enumerate();
+        targets = addrs.map(|(i, a)| format!("{a}:{}", port(i))).collect();
+    }
+    targets.join(",")
 }
 
 mod builder;
@@ -105,15 +171,16 @@ impl Names {
 }
 
 fn table_exists(conn: &mut PostgresConnection, names: &Names) -> Result<bool> {
-    let row = conn.client.query_one(
-        "SELECT to_regclass($1::text) IS NOT NULL",
-        &[&names.qualified],
-    )?;
-    Ok(row.try_get(0)?)
+    let sql = "SELECT to_regclass($1::text) IS NOT NULL";
+    let rows = conn.query(sql, &[&names.qualified])?;
+    match rows.first() {
+        Some(row) => Ok(row.try_get(0)?),
+        None => Ok(false),
+    }
 }
 
 /// Creates the table (with the sequence, and the expiry index when `create` is `Some(true)`)
-/// in one transaction, unless the table exists; `create` is `None` when creating is off.
+/// in one transaction (one simple query is one implicit transaction), unless the table exists; `create` is `None` when creating is off.
 /// Losing a creation race to another process counts as existing.
 fn ensure_table(conn: &mut PostgresConnection, names: &Names, create: Option<bool>) -> Result<()> {
     if table_exists(conn, names)? {
@@ -125,23 +192,22 @@ fn ensure_table(conn: &mut PostgresConnection, names: &Names, create: Option<boo
             names.qualified
         )));
     };
-    let created = conn.client.transaction().and_then(|mut tx| {
-        tx.batch_execute(&names.create_sql(index))?;
-        tx.commit()
-    });
-    match created {
+    match conn.batch_execute(&names.create_sql(index)) {
         Err(e) if is_duplicate(&e) && table_exists(conn, names)? => Ok(()),
-        other => Ok(other?),
+        other => other,
     }
 }
 
-fn is_duplicate(error: &postgres::Error) -> bool {
+fn is_duplicate(error: &Error) -> bool {
     let duplicates = [
         SqlState::DUPLICATE_TABLE,
         SqlState::DUPLICATE_OBJECT,
         SqlState::UNIQUE_VIOLATION,
     ];
-    error.code().is_some_and(|code| duplicates.contains(code))
+    let code = error
+        .store_source::<postgres::Error>()
+        .and_then(|e| e.code());
+    code.is_some_and(|code| duplicates.contains(code))
 }
 
 fn prepare_all(conn: &mut PostgresConnection, s: &Statements) -> Result<()> {
@@ -187,7 +253,12 @@ fn is_transient(error: &Error) -> bool {
 /// Sessions in a PostgreSQL table, in Flask-Session's `sessions` layout.
 ///
 /// Statements are prepared once per pooled connection and cached; every value is bound. A
-/// dropped connection is retried on a fresh one. Expired rows are never returned; remove them
+/// dropped connection is retried on a fresh one.
+///
+/// Every operation is bounded in time (see [`ConnectionSettings`](super::ConnectionSettings)):
+/// a server that stops answering fails it within the I/O timeout (the connection is then
+/// discarded), and one that cannot be reached within the checkout timeout, each with
+/// [`ErrorKind::Unavailable`]. Errors read `postgres <host:port>: <cause>`. Expired rows are never returned; remove them
 /// with [`Sweep::sweep`], from a [`Sweeper`](super::Sweeper) or a
 /// [`CleanupEvery`](super::CleanupEvery) wrapper.
 ///
@@ -204,6 +275,8 @@ fn is_transient(error: &Error) -> bool {
 #[derive(Debug)]
 pub struct PostgresStore<T: PostgresTls = NoTls> {
     pool: Pool<PostgresManager<T>>,
+    /// `host:port` of the server, for error messages; unknown for a given pool.
+    target: Option<String>,
     names: Names,
     statements: Statements,
 }
@@ -283,33 +356,29 @@ impl<T: PostgresTls> PostgresStore<T> {
         &self.pool
     }
 
-    /// Runs `op` on a pooled connection, retrying transient failures on a fresh one.
-    fn run<R>(
-        &self,
-        op: impl Fn(&mut PostgresConnection) -> Result<R, postgres::Error>,
-    ) -> Result<R> {
-        sql::retry(is_transient, || {
-            let mut conn = self.pool.get()?;
-            Ok(op(&mut conn)?)
-        })
+    /// Runs `op` on a pooled connection, retrying transient failures on a fresh one; errors
+    /// name the server.
+    fn run<R>(&self, op: impl Fn(&mut PostgresConnection) -> Result<R>) -> Result<R> {
+        let result = sql::retry(is_transient, || {
+            let mut conn = self.pool.get().map_err(no_connection)?;
+            op(&mut conn)
+        });
+        match &self.target {
+            Some(target) => result.map_err(|e| e.at(|| target.clone())),
+            None => result,
+        }
     }
 
     /// Executes `statement`; the number of rows it changed.
     fn execute(&self, statement: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64> {
-        self.run(|conn| {
-            let prepared = conn.prepared(statement)?;
-            conn.client.execute(&prepared, params)
-        })
+        self.run(|conn| conn.execute(statement, params))
     }
 
     /// The `data` of the row `statement` returns, if any (a NULL `data` reads as none).
     fn data_row(&self, statement: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Option<Vec<u8>>> {
-        self.run(|conn| {
-            let prepared = conn.prepared(statement)?;
-            match conn.client.query_opt(&prepared, params)? {
-                Some(row) => row.try_get::<_, Option<Vec<u8>>>(0),
-                None => Ok(None),
-            }
+        self.run(|conn| match conn.query_opt(statement, params)? {
+            Some(row) => Ok(row.try_get::<_, Option<Vec<u8>>>(0)?),
+            None => Ok(None),
         })
     }
 }

@@ -241,6 +241,7 @@ impl SqliteStoreBuilder {
             statements,
             target,
             writes: AtomicUsize::new(0),
+            checkpoint_due: AtomicUsize::new(CHECKPOINT_EVERY),
         };
         let create = self.create_table.then_some(self.expiry_index);
         let mut conn = store.checkout()?;
@@ -307,11 +308,13 @@ fn open_pool(path: &Path, busy: Duration, max: u32) -> Result<Pool<SqliteConnect
 }
 
 /// Per-connection settings: WAL journaling, `synchronous = NORMAL`, the WAL size limit, the
-/// busy timeout.
+/// busy timeout, and no automatic checkpoints: the store's own truncating ones (see
+/// [`checkpoint`]) would otherwise find one running and give up.
 fn configure(conn: &mut Connection, busy_timeout: Duration) -> rusqlite::Result<()> {
     conn.busy_timeout(busy_timeout)?;
     conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get::<_, String>(0))?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "wal_autocheckpoint", 0)?;
     conn.pragma_update(
         None,
         "journal_size_limit",
@@ -397,12 +400,16 @@ pub struct SqliteStore {
     statements: Statements,
     /// The database file, for error messages; unknown for a given pool.
     target: Option<Arc<str>>,
-    /// Writes so far, to checkpoint the WAL every [`CHECKPOINT_EVERY`] of them.
+    /// Writes so far.
     writes: AtomicUsize,
+    /// The write count at which the next WAL checkpoint is due; `usize::MAX` while one runs.
+    checkpoint_due: AtomicUsize,
 }
 
 /// How many writes pass between two truncating WAL checkpoints.
 const CHECKPOINT_EVERY: usize = 1000;
+/// How many writes pass before a checkpoint that could not finish is tried again.
+const CHECKPOINT_RETRY: usize = 50;
 
 impl SqliteStore {
     /// The size the `-wal` file is truncated to after a checkpoint (`journal_size_limit`),
@@ -490,12 +497,24 @@ impl SqliteStore {
     }
 
     /// Runs the write `op` on a pooled connection, then, every [`CHECKPOINT_EVERY`] writes,
-    /// checkpoints the WAL on the same connection.
+    /// checkpoints the WAL on the same connection (one checkpoint at a time; one that could
+    /// not finish is tried again [`CHECKPOINT_RETRY`] writes later).
     fn write<T>(&self, op: impl Fn(&Connection) -> rusqlite::Result<T>) -> Result<T> {
         let conn = self.checkout()?;
         let written = op(&conn).map_err(|e| self.at(e.into()))?;
-        if self.writes.fetch_add(1, Ordering::Relaxed) % CHECKPOINT_EVERY == CHECKPOINT_EVERY - 1 {
-            checkpoint(&conn);
+        let count = self.writes.fetch_add(1, Ordering::Relaxed) + 1;
+        let due = self.checkpoint_due.load(Ordering::Relaxed);
+        let claimed = count >= due
+            && (self.checkpoint_due)
+                .compare_exchange(due, usize::MAX, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok();
+        if claimed {
+            let wait = if checkpoint(&conn) {
+                CHECKPOINT_EVERY
+            } else {
+                CHECKPOINT_RETRY
+            };
+            self.checkpoint_due.store(count + wait, Ordering::Release);
         }
         Ok(written)
     }
@@ -522,16 +541,23 @@ fn data_row(
 }
 
 /// Copies the WAL into the database and truncates it, waiting (within the busy timeout) for
-/// the readers of older snapshots to finish. SQLite's own checkpoints never wait, so under
-/// steady load some reader always holds the WAL and it grows without bound. A checkpoint that
-/// cannot finish is logged, not returned: the write before it succeeded.
-fn checkpoint(conn: &Connection) {
+/// the readers of older snapshots to finish; whether it finished. SQLite's own checkpoints
+/// never wait, so under steady load some reader always holds the WAL and it grows without
+/// bound. A checkpoint that cannot finish (the database stayed busy, or another process was
+/// checkpointing) is logged, not returned: the write before it succeeded.
+fn checkpoint(conn: &Connection) -> bool {
     match conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| {
         row.get::<_, i64>(0)
     }) {
-        Ok(0) => {}
-        Ok(_) => log::debug!("SQLite WAL checkpoint left unfinished: the database stayed busy"),
-        Err(e) => log::warn!("SQLite WAL checkpoint failed: {e}"),
+        Ok(0) => true,
+        Ok(_) => {
+            log::debug!("SQLite WAL checkpoint left unfinished: the database stayed busy");
+            false
+        }
+        Err(e) => {
+            log::warn!("SQLite WAL checkpoint failed: {e}");
+            false
+        }
     }
 }
 

@@ -9,6 +9,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::{after, Store};
+use crate::store::ConnectionSettings;
 use crate::{ErrorKind, Result};
 
 /// A TCP server on loopback that accepts every connection, keeps it open and never sends a
@@ -200,4 +201,32 @@ fn operations<S: Store>(store: &S) -> Vec<Operation<'_>> {
             Box::new(move || store.load_and_touch(KEY, expires()).map(drop)),
         ),
     ]
+}
+
+/// Settings whose three timeouts are all `timeout`, with two connections: what the timing
+/// checks point a store at.
+///
+/// ```
+/// use std::time::Duration;
+/// let settings = server_session::store::conformance::fault_settings(Duration::from_millis(200));
+/// assert_eq!(settings.io_timeout, Duration::from_millis(200));
+/// ```
+pub fn fault_settings(timeout: Duration) -> ConnectionSettings {
+    ConnectionSettings {
+        connect_timeout: timeout,
+        io_timeout: timeout,
+        checkout_timeout: timeout,
+        max_connections: 2,
+    }
+}
+
+/// [`build_fails_within`] `build_limit` and [`operations_fail_within`] `operation_limit` in
+/// one: `build(addr, startup_check)` builds the store with its start-up check on or off.
+pub fn every_wait_bounded<S: Store>(
+    build: impl Fn(SocketAddr, bool) -> Result<S>,
+    build_limit: Duration,
+    operation_limit: Duration,
+) {
+    build_fails_within(|addr| build(addr, true), build_limit);
+    operations_fail_within(|addr| build(addr, false), operation_limit);
 }

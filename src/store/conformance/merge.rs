@@ -62,17 +62,19 @@ pub fn replace_sets_expiry<S: Store>(store: &S, prefix: &str) {
     );
 }
 
-const THREADS: usize = 8;
-const REQUESTS: usize = 40;
+/// Threads of [`concurrent_requests_merge`].
+pub const MERGE_WORKERS: usize = 8;
+/// Requests each of them makes.
+pub const MERGE_REQUESTS: usize = 250;
 
-/// A manager over `store` whose keys start with `prefix`.
-fn manager<'s, S: Store>(store: &'s S, prefix: &str) -> SessionManager<&'s S> {
+/// A manager over `store` whose keys start with `prefix`, merging concurrent changes.
+pub fn merge_manager<'s, S: Store>(store: &'s S, prefix: &str) -> SessionManager<&'s S> {
     let config = ok(Config::builder().key_prefix(prefix).build(), "config");
     ok(SessionManager::new(store, config), "manager")
 }
 
-/// A stored session holding `count = 0`, as its `Cookie` header pair.
-fn stored_session<S: Store>(manager: &SessionManager<&S>) -> String {
+/// A stored session holding `count = 0`, as its `Cookie` header pair (`session=<id>`).
+pub fn stored_session<S: Store>(manager: &SessionManager<&S>) -> String {
     let mut session = manager.open(None);
     ok(session.insert("count", &0u64), "insert");
     let commit = ok(session.commit(), "commit");
@@ -80,68 +82,146 @@ fn stored_session<S: Store>(manager: &SessionManager<&S>) -> String {
     set_cookie.split(';').next().unwrap_or_default().to_owned()
 }
 
-/// One request: increments `count` with `update` and sets this thread's own key. A
-/// [`Error::Conflict`] (the merge gave up) writes nothing: the request is retried, as a
-/// client would. Returns how many tries it took.
+/// What one request of [`merging_requests`] did.
+#[derive(Debug, PartialEq, Eq)]
+enum Outcome {
+    Stored,
+    /// The merge gave up ([`Error::Conflict`]): nothing was written.
+    Conflict,
+    /// The session was gone (destroyed) when the request loaded it.
+    Gone,
+}
+
+/// One request: increments `count` with `Session::update` and sets `worker<worker>` to `n`.
 fn increment<S: Store>(
     manager: &SessionManager<&S>,
     cookie: &str,
-    thread: usize,
+    worker: usize,
     n: usize,
-) -> usize {
-    for tries in 1.. {
-        let mut session = manager.open(Some(cookie));
-        ok(
-            session.update("count", |n: Option<u64>| n.unwrap_or(0) + 1),
-            "update",
-        );
-        ok(session.insert(&format!("thread{thread}"), &n), "insert");
-        match session.commit() {
-            Ok(_) => return tries,
-            Err(Error::Conflict { .. }) => continue,
-            Err(e) => panic!("commit returned an error: {e} ({e:?})"),
-        }
+) -> Outcome {
+    let mut session = manager.open(Some(cookie));
+    if !ok(session.contains_key("count"), "contains_key") {
+        // No session behind the cookie: a fresh one, which this check leaves unsaved.
+        session.destroy();
+        ok(session.commit(), "commit of a discarded session");
+        return Outcome::Gone;
     }
-    unreachable!()
+    ok(
+        session.update("count", |n: Option<u64>| n.unwrap_or(0) + 1),
+        "update",
+    );
+    ok(session.insert(&format!("worker{worker}"), &n), "insert");
+    match session.commit() {
+        Ok(_) => Outcome::Stored,
+        Err(Error::Conflict { .. }) => Outcome::Conflict,
+        Err(e) => panic!("commit returned an error: {e} ({e:?})"),
+    }
 }
 
-/// 8 threads × 40 requests of one session, each incrementing a shared counter with
-/// `Session::update` and setting its thread's own key: no increment and no key is lost.
+/// `requests` requests of worker `worker` on the session of `cookie`, one after another. A
+/// request whose merge gave up is sent again, as a client would. Returns how many gave up.
+///
+/// # Panics
+/// When the session is gone, or a request fails with anything but a conflict.
+pub fn merging_requests<S: Store>(
+    manager: &SessionManager<&S>,
+    cookie: &str,
+    worker: usize,
+    requests: usize,
+) -> usize {
+    let mut conflicts = 0;
+    for n in 0..requests {
+        loop {
+            match increment(manager, cookie, worker, n) {
+                Outcome::Stored => break,
+                Outcome::Conflict => conflicts += 1,
+                Outcome::Gone => panic!("worker {worker}: the session is gone"),
+            }
+        }
+    }
+    conflicts
+}
+
+/// The session of `cookie` holds every increment of `workers` × `requests` and each worker's
+/// last own value.
+pub fn assert_merged<S: Store>(
+    manager: &SessionManager<&S>,
+    cookie: &str,
+    workers: std::ops::Range<usize>,
+    requests: usize,
+) {
+    let mut session = manager.open(Some(cookie));
+    let count = ok(session.get::<u64>("count"), "get");
+    assert_eq!(
+        count,
+        Some((workers.len() * requests) as u64),
+        "the shared counter"
+    );
+    for worker in workers {
+        let last = ok(session.get::<usize>(&format!("worker{worker}")), "get");
+        assert_eq!(last, Some(requests - 1), "worker {worker}'s own key");
+    }
+}
+
+/// 8 threads × 250 overlapping requests of one session, each incrementing a shared counter
+/// with `Session::update` and setting its own key with `insert`: no increment and no key is
+/// lost.
 pub fn concurrent_requests_merge<S: Store>(store: &S, prefix: &str) {
-    let manager = manager(store, prefix);
+    let manager = merge_manager(store, prefix);
     let cookie = stored_session(&manager);
-    let barrier = Barrier::new(THREADS);
-    let tries: usize = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..THREADS)
-            .map(|t| {
+    let barrier = Barrier::new(MERGE_WORKERS);
+    let conflicts: usize = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..MERGE_WORKERS)
+            .map(|worker| {
                 let (manager, cookie, barrier) = (&manager, &cookie, &barrier);
                 scope.spawn(move || {
                     barrier.wait();
-                    (0..REQUESTS)
-                        .map(|n| increment(manager, cookie, t, n))
-                        .sum::<usize>()
+                    merging_requests(manager, cookie, worker, MERGE_REQUESTS)
                 })
             })
             .collect();
         handles.into_iter().map(join).sum()
     });
-    let mut session = manager.open(Some(&cookie));
-    let count = ok(session.get::<u64>("count"), "get");
-    assert_eq!(
-        count,
-        Some((THREADS * REQUESTS) as u64),
-        "increments after {tries} tries"
+    println!("{MERGE_WORKERS} × {MERGE_REQUESTS} merging requests: {conflicts} gave up and were sent again");
+    assert_merged(&manager, &cookie, 0..MERGE_WORKERS, MERGE_REQUESTS);
+}
+
+/// A logout racing requests that merge: once the session is destroyed it stays gone, whatever
+/// the requests that loaded it before commit.
+pub fn destroy_racing_merges_never_resurrects<S: Store>(store: &S, prefix: &str) {
+    const WORKERS: usize = 4;
+    let manager = merge_manager(store, prefix);
+    let cookie = stored_session(&manager);
+    let key = format!(
+        "{prefix}{}",
+        cookie.split_once('=').map_or("", |(_, id)| id)
     );
-    for t in 0..THREADS {
-        let last = ok(session.get::<usize>(&format!("thread{t}")), "get");
-        assert_eq!(last, Some(REQUESTS - 1), "thread {t}'s own key");
-    }
+    let barrier = Barrier::new(WORKERS + 1);
+    std::thread::scope(|scope| {
+        for worker in 0..WORKERS {
+            let (manager, cookie, barrier) = (&manager, &cookie, &barrier);
+            scope.spawn(move || {
+                barrier.wait();
+                for n in 0.. {
+                    if increment(manager, cookie, worker, n) == Outcome::Gone {
+                        break;
+                    }
+                }
+            });
+        }
+        barrier.wait();
+        std::thread::sleep(Duration::from_millis(20));
+        let mut logout = manager.open(Some(&cookie));
+        logout.destroy();
+        ok(logout.commit(), "commit of the logout");
+    });
+    assert_none(ok(store.load(&key), "load"), "the destroyed session");
 }
 
 /// A request that loaded a session before another destroyed it never brings it back when
 /// it commits its changes: the session stays gone and its cookie is cleared.
 pub fn destroy_is_never_undone_by_merges<S: Store>(store: &S, prefix: &str) {
-    let manager = manager(store, prefix);
+    let manager = merge_manager(store, prefix);
     let cookie = stored_session(&manager);
     let mut late = manager.open(Some(&cookie));
     ok(

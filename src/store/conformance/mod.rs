@@ -270,6 +270,7 @@ macro_rules! conformance_tests {
             replace_sets_expiry,
             concurrent_requests_merge,
             destroy_is_never_undone_by_merges,
+            destroy_racing_merges_never_resurrects,
         );
     };
 }

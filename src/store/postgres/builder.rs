@@ -5,35 +5,43 @@ use std::time::Duration;
 use postgres::NoTls;
 use r2d2::{ManageConnection, Pool};
 
+use super::connection::to_async;
 use super::{
     ensure_table, is_transient, prepare_all, Names, PostgresConnection, PostgresManager,
     PostgresStore, PostgresTls,
 };
-use crate::store::sql;
+use crate::store::redact::{redact, SecretUrl};
+use crate::store::{sql, ConnectionSettings};
 use crate::{Error, Result};
 
 /// Where the builder gets its connections.
 #[derive(Debug)]
 enum Source<T: PostgresTls> {
     Unset,
-    Url(String),
+    Url(SecretUrl),
     Config(Box<postgres::Config>),
     Pool(Pool<PostgresManager<T>>),
 }
 
 /// Configures and opens a [`PostgresStore`]; every setting is documented with its default.
 ///
+/// No wait is unbounded: opening a connection takes at most the connect timeout (TCP, TLS,
+/// authentication), each statement at most the I/O timeout, and waiting for a pooled connection
+/// at most the checkout timeout (see [`ConnectionSettings`]).
+///
 /// ```no_run
 /// use std::time::Duration;
-/// use server_session::store::PostgresStore;
+/// use server_session::store::{ConnectionSettings, PostgresStore};
 ///
 /// let store = PostgresStore::builder()
 ///     .url("postgres://app@db.internal:5432/app")
 ///     .schema("web")
 ///     .table("flask_sessions")
-///     .connect_timeout(Duration::from_secs(2))
-///     .max_connections(16)
-///     .build()?;
+///     .connection(ConnectionSettings {
+///         io_timeout: Duration::from_millis(500),
+///         ..ConnectionSettings::default()
+///     })
+///     .build()?; // connects and checks the table: a wrong URL fails here, not on a request
 /// # Ok::<(), server_session::Error>(())
 /// ```
 #[derive(Debug)]
@@ -45,9 +53,10 @@ pub struct PostgresStoreBuilder<T: PostgresTls = NoTls> {
     sequence: Option<String>,
     create_table: bool,
     expiry_index: bool,
-    connect_timeout: Duration,
-    statement_timeout: Option<Duration>,
-    max_connections: u32,
+    settings: ConnectionSettings,
+    /// `None`: follow the I/O timeout.
+    statement_timeout: Option<Option<Duration>>,
+    startup_check: bool,
 }
 
 impl<T: PostgresTls> PostgresStoreBuilder<T> {
@@ -60,21 +69,23 @@ impl<T: PostgresTls> PostgresStoreBuilder<T> {
             sequence: None,
             create_table: true,
             expiry_index: true,
-            connect_timeout: Duration::from_secs(5),
-            statement_timeout: Some(Duration::from_secs(5)),
-            max_connections: 10,
+            settings: ConnectionSettings::default(),
+            statement_timeout: None,
+            startup_check: true,
         }
     }
 
     /// A connection URL or key-value string, as `postgres::Config` parses it, e.g.
-    /// `postgres://USER@HOST:PORT/DB` or `host=/run/postgresql user=app dbname=app`.
-    /// No default: set this, [`config`](Self::config) or [`pool`](Self::pool).
+    /// `postgres://USER:PASSWORD@HOST:PORT/DB` or `host=/run/postgresql user=app dbname=app`.
+    /// No default: set this, [`config`](Self::config) or [`pool`](Self::pool). The password
+    /// is never printed: `Debug` and every error show `***` instead.
     ///
     /// ```
-    /// let b = server_session::store::PostgresStore::builder().url("postgres://app@localhost/app");
+    /// let b = server_session::store::PostgresStore::builder().url("postgres://app:pw@localhost/app");
+    /// assert!(!format!("{b:?}").contains("pw@"));
     /// ```
     pub fn url(mut self, url: impl Into<String>) -> Self {
-        self.source = Source::Url(url.into());
+        self.source = Source::Url(SecretUrl::new(url));
         self
     }
 
@@ -91,8 +102,8 @@ impl<T: PostgresTls> PostgresStoreBuilder<T> {
     }
 
     /// Use an existing pool (see [`PostgresManager`]). Its own settings apply:
-    /// [`connect_timeout`](Self::connect_timeout), [`statement_timeout`](Self::statement_timeout)
-    /// and [`max_connections`](Self::max_connections) do not.
+    /// [`connection`](Self::connection) and [`statement_timeout`](Self::statement_timeout) do
+    /// not.
     ///
     /// ```no_run
     /// use server_session::store::{PostgresManager, PostgresStore};
@@ -165,53 +176,98 @@ impl<T: PostgresTls> PostgresStoreBuilder<T> {
         self
     }
 
-    /// How long to wait for a connection, both to open one (unless the URL sets
-    /// `connect_timeout`) and to check one out of a busy pool. Default: 5 seconds.
+    /// How the store connects, waits and pools: see [`ConnectionSettings`] for the meaning
+    /// and the defaults (connect 1 s, I/O 2 s, checkout 1 s, 16 connections). Replaces all
+    /// four; [`connect_timeout`](Self::connect_timeout) and
+    /// [`max_connections`](Self::max_connections) set one of them.
+    ///
+    /// A `connect_timeout` in the URL bounds each TCP connect attempt; this connect timeout
+    /// bounds the whole opening of a connection all the same.
     ///
     /// ```
     /// use std::time::Duration;
-    /// let b = server_session::store::PostgresStore::builder().connect_timeout(Duration::from_secs(1));
+    /// use server_session::store::{ConnectionSettings, PostgresStore};
+    /// let b = PostgresStore::builder().connection(ConnectionSettings {
+    ///     checkout_timeout: Duration::from_millis(300),
+    ///     ..ConnectionSettings::default()
+    /// });
     /// ```
-    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.connect_timeout = timeout;
+    pub fn connection(mut self, settings: ConnectionSettings) -> Self {
+        self.settings = settings;
         self
     }
 
-    /// The server-side statement timeout of each connection; `None` keeps the server's.
-    /// Default: 5 seconds.
+    /// How long opening one connection may take: TCP connect, TLS, authentication and the
+    /// session set-up. Default: 1 second.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let b = server_session::store::PostgresStore::builder().connect_timeout(Duration::from_secs(2));
+    /// ```
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.settings.connect_timeout = timeout;
+        self
+    }
+
+    /// The server-side statement timeout of each connection (`SET statement_timeout`);
+    /// `None` keeps the server's. Default: the I/O timeout, so the server cancels a statement
+    /// when the client stops waiting for it.
     ///
     /// ```
     /// let b = server_session::store::PostgresStore::builder().statement_timeout(None);
     /// ```
     pub fn statement_timeout(mut self, timeout: Option<Duration>) -> Self {
-        self.statement_timeout = timeout;
+        self.statement_timeout = Some(timeout);
         self
     }
 
-    /// The most connections the store's pool opens. Default: 10.
+    /// The most connections the store's pool opens. Default: 16.
     ///
     /// ```
     /// let b = server_session::store::PostgresStore::builder().max_connections(32);
     /// ```
     pub fn max_connections(mut self, max: u32) -> Self {
-        self.max_connections = max;
+        self.settings.max_connections = max;
         self
     }
 
-    /// Validates the settings, connects, creates the table if missing and allowed, and
-    /// prepares every statement once (which checks the table's columns).
+    /// Whether [`build`](Self::build) connects once, creates the table if missing and
+    /// allowed, and prepares every statement, so that an unreachable server, a wrong password,
+    /// a missing database or an unusable table fails the build with its cause. Default: `true`.
     ///
-    /// Errors: [`Error::Config`] for an invalid table, schema or sequence name, no source, zero
-    /// connections, or a missing table with [`create_table(false)`](Self::create_table);
-    /// [`Error::Store`] for an unparsable URL, an unreachable server (within the connect
-    /// timeout), a table lacking a column, or (of kind
-    /// [`ErrorKind::Unavailable`](crate::ErrorKind::Unavailable)) a given pool with no connection
-    /// to offer.
+    /// With `false`, `build` does no I/O and the table is neither checked nor created: it must
+    /// exist. Requests fail (within the timeouts) until the server answers.
+    ///
+    /// ```
+    /// // Builds at once, even though nothing listens on port 1.
+    /// let store = server_session::store::PostgresStore::builder()
+    ///     .url("postgres://app@127.0.0.1:1/app")
+    ///     .startup_check(false)
+    ///     .build();
+    /// assert!(store.is_ok());
+    /// ```
+    pub fn startup_check(mut self, check: bool) -> Self {
+        self.startup_check = check;
+        self
+    }
+
+    /// Validates the settings, runs the start-up check (see
+    /// [`startup_check`](Self::startup_check)) and starts the pool.
+    ///
+    /// Errors: [`Error::Config`] for an invalid table, schema or sequence name, no source, an
+    /// unparsable URL (shown without its password), a zero or absurd timeout or connection
+    /// count, or a missing table with [`create_table(false)`](Self::create_table);
+    /// [`Error::Store`] naming the server and the cause (`postgres 127.0.0.1:5432: connection
+    /// refused`, `... no answer within the connect timeout (1s)`, `... password authentication
+    /// failed for user "app"`, `... database "x" does not exist`) when the check fails.
     ///
     /// ```
     /// use server_session::{store::PostgresStore, Error};
     /// let err = PostgresStore::builder().url("postgres://localhost/app").table("a\"b").build();
     /// assert!(matches!(err, Err(Error::Config(_))));
+    ///
+    /// let err = PostgresStore::builder().url("postgres://app:pw@127.0.0.1:1/app").build().unwrap_err();
+    /// assert_eq!(err.to_string(), "postgres 127.0.0.1:1: connection refused");
     /// ```
     pub fn build(self) -> Result<PostgresStore<T>> {
         let names = Names::validated(
@@ -219,78 +275,100 @@ impl<T: PostgresTls> PostgresStoreBuilder<T> {
             self.schema.as_deref(),
             self.sequence.as_deref(),
         )?;
+        self.validate()?;
         let statements = names.statements();
         let create = self.create_table.then_some(self.expiry_index);
-        let (pool, mut conn) = self.connect()?;
-        sql::retry(is_transient, || {
-            ensure_table(conn.get(), &names, create)?;
-            prepare_all(conn.get(), &statements)
-        })?;
+        let check = self.startup_check;
+        let setup = |conn: &mut PostgresConnection| {
+            sql::retry(is_transient, || {
+                ensure_table(conn, &names, create)?;
+                prepare_all(conn, &statements)
+            })
+        };
+        let (pool, target) = match self.into_manager()? {
+            Ok((manager, settings)) => {
+                let target = manager.target().to_owned();
+                if check {
+                    // A direct connection, so its own error comes back, not a checkout timeout.
+                    let checked = manager.connect().and_then(|mut conn| setup(&mut conn));
+                    checked.map_err(|e| e.at(|| target.clone()))?;
+                }
+                (own_pool(manager, settings), Some(target))
+            }
+            Err(pool) => {
+                if check {
+                    let mut conn = pool.get().map_err(super::no_connection)?;
+                    setup(&mut conn)?;
+                }
+                (pool, None)
+            }
+        };
         Ok(PostgresStore {
             pool,
+            target,
             names,
             statements,
         })
     }
 
-    /// The pool, and a connection to set the table up on.
-    fn connect(self) -> Result<(Pool<PostgresManager<T>>, Checkout<T>)> {
-        let config = match self.source {
+    fn validate(&self) -> Result<()> {
+        self.settings.validate("PostgresStore")?;
+        match self.statement_timeout {
+            Some(Some(timeout)) if timeout.is_zero() || timeout > MAX_STATEMENT_TIMEOUT => {
+                Err(Error::Config(format!(
+                    "PostgresStore statement_timeout is {timeout:?}: it must be above zero and \
+                     at most {MAX_STATEMENT_TIMEOUT:?} (None keeps the server's)"
+                )))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The manager of a new pool with its settings, or the given pool.
+    #[allow(clippy::type_complexity)]
+    fn into_manager(
+        self,
+    ) -> Result<Result<(PostgresManager<T>, ConnectionSettings), Pool<PostgresManager<T>>>> {
+        let mut config = match self.source {
             Source::Unset => {
                 return Err(Error::Config(
                     "the PostgreSQL store needs a URL, a config or a pool".into(),
                 ))
             }
-            Source::Pool(pool) => {
-                let conn = pool.get()?;
-                return Ok((pool, Checkout::Pooled(conn)));
-            }
-            Source::Url(url) => url.parse::<postgres::Config>()?,
-            Source::Config(config) => *config,
+            Source::Pool(pool) => return Ok(Err(pool)),
+            Source::Url(url) => parse(&url)?,
+            Source::Config(config) => to_async(&config),
         };
-        let timeouts = (self.connect_timeout, self.statement_timeout);
-        open_pool(config, self.tls, timeouts, self.max_connections)
-    }
-}
-
-/// The connection `build` sets the table up on: the given pool's, or a direct first one.
-enum Checkout<T: PostgresTls> {
-    Pooled(r2d2::PooledConnection<PostgresManager<T>>),
-    Direct(PostgresConnection),
-}
-
-impl<T: PostgresTls> Checkout<T> {
-    fn get(&mut self) -> &mut PostgresConnection {
-        match self {
-            Checkout::Pooled(conn) => conn,
-            Checkout::Direct(conn) => conn,
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(self.settings.connect_timeout);
         }
+        let mut manager = PostgresManager::from_async(config, self.tls).connection(self.settings);
+        if let Some(timeout) = self.statement_timeout {
+            manager = manager.statement_timeout(timeout);
+        }
+        Ok(Ok((manager, self.settings)))
     }
 }
 
-/// Connects once directly (so an unreachable server is a typed error within the connect
-/// timeout), then builds the pool around the same manager.
-fn open_pool<T: PostgresTls>(
-    mut config: postgres::Config,
-    tls: T,
-    (connect_timeout, statement_timeout): (Duration, Option<Duration>),
-    max: u32,
-) -> Result<(Pool<PostgresManager<T>>, Checkout<T>)> {
-    if max == 0 {
-        return Err(Error::Config(
-            "the PostgreSQL store needs at least one connection".into(),
-        ));
-    }
-    if config.get_connect_timeout().is_none() {
-        config.connect_timeout(connect_timeout);
-    }
-    let manager = PostgresManager::new(config, tls).statement_timeout(statement_timeout);
-    let first = manager.connect()?;
-    let pool = Pool::builder()
-        .max_size(max)
+/// A pool around `manager` that opens connections on demand and never tests them on checkout.
+fn own_pool<T: PostgresTls>(
+    manager: PostgresManager<T>,
+    settings: ConnectionSettings,
+) -> Pool<PostgresManager<T>> {
+    Pool::builder()
+        .max_size(settings.max_connections)
         .min_idle(Some(0))
         .test_on_check_out(false)
-        .connection_timeout(connect_timeout)
-        .build_unchecked(manager);
-    Ok((pool, Checkout::Direct(first)))
+        .connection_timeout(settings.checkout_timeout)
+        .build_unchecked(manager)
+}
+
+/// The longest statement timeout accepted.
+const MAX_STATEMENT_TIMEOUT: Duration = Duration::from_secs(600);
+
+fn parse(url: &SecretUrl) -> Result<tokio_postgres::Config> {
+    url.expose().parse().map_err(|e: tokio_postgres::Error| {
+        let why = redact(&e.to_string());
+        Error::Config(format!("PostgresStore URL {url} is not valid: {why}"))
+    })
 }
