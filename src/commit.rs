@@ -13,8 +13,7 @@ const CREATE_ATTEMPTS: usize = 3;
 
 /// How often a commit merges with a copy that other requests changed again before it gives
 /// up with [`Error::Conflict`].
-const MERGE_ATTEMPTS: usize = 32;
-
+const MERGE_ATTEMPTS: u32 = 32;
 /// What a committed request must send: at most one `Set-Cookie`, and `Vary: Cookie` when the
 /// session was accessed.
 ///
@@ -166,6 +165,7 @@ fn save_merging<S: Store, C: Codec>(
     let manager = session.manager;
     let mut permanent = is_permanent(data);
     let mut original = None;
+    let _turn = manager.commit_turn(key);
     for _ in 0..MERGE_ATTEMPTS {
         let current = match manager
             .store()
@@ -194,7 +194,7 @@ fn save_merging<S: Store, C: Codec>(
         };
     }
     Err(Error::Conflict {
-        attempts: MERGE_ATTEMPTS,
+        attempts: MERGE_ATTEMPTS as usize,
     })
 }
 

@@ -24,6 +24,7 @@
 pub mod adapter;
 pub mod codec;
 mod commit;
+mod commit_locks;
 mod config;
 pub mod cookie;
 mod error;

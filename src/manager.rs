@@ -3,6 +3,7 @@
 use std::time::SystemTime;
 
 use crate::codec::{Codec, MsgPack, SessionMap, Value};
+use crate::commit_locks::CommitLocks;
 use crate::session::PERMANENT_KEY;
 use crate::store::Store;
 use crate::{cookie, Config, Error, Result, Session, SessionId, Signer};
@@ -33,6 +34,7 @@ pub struct SessionManager<S: Store, C: Codec = MsgPack> {
     codec: C,
     config: Config,
     signer: Option<Signer>,
+    commit_locks: CommitLocks,
 }
 
 impl<S: Store> SessionManager<S, MsgPack> {
@@ -68,6 +70,7 @@ impl<S: Store, C: Codec> SessionManager<S, C> {
             codec,
             config,
             signer,
+            commit_locks: CommitLocks::new(),
         })
     }
 
@@ -109,6 +112,12 @@ impl<S: Store, C: Codec> SessionManager<S, C> {
         let id = SessionId::parse(sid)?;
         let (_, by_current_key) = signer.verify(value)?;
         Some((id, by_current_key.then(|| value.to_owned())))
+    }
+
+    /// Waits for this process's turn to write the stored session under `key` (see
+    /// [`CommitLocks`]).
+    pub(crate) fn commit_turn(&self, key: &str) -> std::sync::MutexGuard<'_, ()> {
+        self.commit_locks.turn(key)
     }
 
     pub(crate) fn store_key(&self, id: &SessionId) -> String {

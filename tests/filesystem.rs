@@ -9,7 +9,7 @@ use std::process::Command;
 use std::sync::Barrier;
 use std::time::{Duration, SystemTime};
 
-use server_session::store::conformance::Guarded;
+use server_session::store::conformance::{self, Guarded};
 use server_session::store::{FileStore, Store, Sweep};
 use server_session::{conformance_tests, sweep_conformance_tests, Error};
 use tempfile::TempDir;
@@ -690,4 +690,20 @@ fn two_processes_share_a_directory() {
             check_tagged(k, &value).unwrap();
         }
     }
+}
+
+/// Two processes with a FileStore each on one directory merge the overlapping requests of one
+/// session: no increment and no key is lost across processes.
+#[test]
+fn two_processes_merge_on_one_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let open = |dir: &str| {
+        FileStore::builder()
+            .directory(dir)
+            .threshold(0)
+            .build()
+            .unwrap()
+    };
+    let location = dir.path().to_str().unwrap();
+    conformance::two_processes_merge("two_processes_merge_on_one_directory", location, open);
 }

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
 
 use rusqlite::{params, Connection};
-use server_session::store::conformance::Guarded;
+use server_session::store::conformance::{self, Guarded};
 use server_session::store::{CleanupEvery, SqliteStore, Store, Sweep};
 use server_session::{conformance_tests, sweep_conformance_tests, Error, ErrorKind};
 use tempfile::TempDir;
@@ -500,5 +500,19 @@ fn expiry_index_can_be_left_out() {
         store.sweep(10).unwrap(),
         1,
         "sweeping works without the index"
+    );
+}
+
+/// Two processes with a SqliteStore each on one database file merge the overlapping requests
+/// of one session: no increment and no key is lost across processes.
+#[test]
+fn two_processes_merge_on_one_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let open = |path: &str| SqliteStore::open(path).unwrap();
+    let location = db_path(&dir);
+    conformance::two_processes_merge(
+        "two_processes_merge_on_one_database",
+        location.to_str().unwrap(),
+        open,
     );
 }

@@ -554,8 +554,15 @@ impl Store for MemcachedStore {
             }
             Ok(match conn.cas(key, value, expires, unique)? {
                 Cas::Stored => Replaced::Done,
-                Cas::Exists => Replaced::Changed(current),
                 Cas::NotFound => Replaced::Gone,
+                // Written between the `gets` and the `cas`: report what it holds now.
+                Cas::Exists => {
+                    conn.send(format_args!("gets {key}\r\n"), None)?;
+                    match conn.retrieval_with_cas()? {
+                        Some((current, _)) => Replaced::Changed(current),
+                        None => Replaced::Gone,
+                    }
+                }
             })
         })
     }

@@ -163,26 +163,75 @@ pub fn assert_merged<S: Store>(
     }
 }
 
-/// 8 threads × 250 overlapping requests of one session, each incrementing a shared counter
-/// with `Session::update` and setting its own key with `insert`: no increment and no key is
-/// lost.
-pub fn concurrent_requests_merge<S: Store>(store: &S, prefix: &str) {
-    let manager = merge_manager(store, prefix);
-    let cookie = stored_session(&manager);
-    let barrier = Barrier::new(MERGE_WORKERS);
-    let conflicts: usize = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..MERGE_WORKERS)
+/// Runs the `workers` (each [`MERGE_REQUESTS`] [`merging_requests`]) on threads started
+/// together, each through its own manager over `store`: like separate processes, they do not
+/// take turns (a manager's commits of one session do) and race each other's conditional
+/// writes. Returns how many requests gave up and were sent again.
+fn run_workers<S: Store>(
+    store: &S,
+    prefix: &str,
+    cookie: &str,
+    workers: std::ops::Range<usize>,
+) -> usize {
+    let barrier = Barrier::new(workers.len());
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = workers
             .map(|worker| {
-                let (manager, cookie, barrier) = (&manager, &cookie, &barrier);
+                let barrier = &barrier;
                 scope.spawn(move || {
+                    let manager = merge_manager(store, prefix);
                     barrier.wait();
-                    merging_requests(manager, cookie, worker, MERGE_REQUESTS)
+                    merging_requests(&manager, cookie, worker, MERGE_REQUESTS)
                 })
             })
             .collect();
         handles.into_iter().map(join).sum()
-    });
+    })
+}
+
+/// 8 threads × 250 overlapping requests of one session, each incrementing a shared counter
+/// with `Session::update` and setting its own key with `insert`, each thread through its own
+/// manager: no increment and no key is lost.
+pub fn concurrent_requests_merge<S: Store>(store: &S, prefix: &str) {
+    let manager = merge_manager(store, prefix);
+    let cookie = stored_session(&manager);
+    let conflicts = run_workers(store, prefix, &cookie, 0..MERGE_WORKERS);
     println!("{MERGE_WORKERS} × {MERGE_REQUESTS} merging requests: {conflicts} gave up and were sent again");
+    assert_merged(&manager, &cookie, 0..MERGE_WORKERS, MERGE_REQUESTS);
+}
+
+/// Set in the second process of [`two_processes_merge`]: `<location>\n<prefix>\n<cookie>`.
+pub const MERGE_CHILD_ENV: &str = "SERVER_SESSION_MERGE_CHILD";
+
+/// [`concurrent_requests_merge`] from two processes, 4 workers each, through two stores that
+/// `open` opens on one `location` (a directory, a database file): no increment and no key
+/// is lost across processes.
+///
+/// Call it from a `#[test]` named `test`: the test binary runs again, with only that test, as
+/// the second process, which takes the first one's location, key prefix and session from
+/// [`MERGE_CHILD_ENV`] (its own `location` is not used).
+pub fn two_processes_merge<S: Store>(test: &str, location: &str, open: impl Fn(&str) -> S) {
+    let half = MERGE_WORKERS / 2;
+    if let Ok(job) = std::env::var(MERGE_CHILD_ENV) {
+        let [location, prefix, cookie] = job.splitn(3, '\n').collect::<Vec<_>>()[..] else {
+            panic!("{MERGE_CHILD_ENV} is not <location>\\n<prefix>\\n<cookie>: {job:?}");
+        };
+        run_workers(&open(location), prefix, cookie, half..MERGE_WORKERS);
+        return;
+    }
+    let store = open(location);
+    let prefix = unique_prefix(test);
+    let manager = merge_manager(&store, &prefix);
+    let cookie = stored_session(&manager);
+    let exe = std::env::current_exe().expect("the path of the test binary");
+    let mut second = std::process::Command::new(exe)
+        .args([test, "--exact", "--quiet", "--test-threads=1"])
+        .env(MERGE_CHILD_ENV, format!("{location}\n{prefix}\n{cookie}"))
+        .spawn()
+        .expect("start the second process");
+    run_workers(&store, &prefix, &cookie, 0..half);
+    let status = second.wait().expect("wait for the second process");
+    assert!(status.success(), "the second process failed: {status}");
     assert_merged(&manager, &cookie, 0..MERGE_WORKERS, MERGE_REQUESTS);
 }
 
@@ -199,11 +248,12 @@ pub fn destroy_racing_merges_never_resurrects<S: Store>(store: &S, prefix: &str)
     let barrier = Barrier::new(WORKERS + 1);
     std::thread::scope(|scope| {
         for worker in 0..WORKERS {
-            let (manager, cookie, barrier) = (&manager, &cookie, &barrier);
+            let (cookie, barrier) = (&cookie, &barrier);
             scope.spawn(move || {
+                let manager = merge_manager(store, prefix);
                 barrier.wait();
                 for n in 0.. {
-                    if increment(manager, cookie, worker, n) == Outcome::Gone {
+                    if increment(&manager, cookie, worker, n) == Outcome::Gone {
                         break;
                     }
                 }
