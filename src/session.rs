@@ -3,7 +3,7 @@
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::codec::{Codec, SessionMap, Value};
+use crate::codec::{Codec, MsgPack, SessionMap, Value};
 use crate::merge::Updates;
 use crate::store::Store;
 use crate::{Error, Result, SessionId, SessionManager};
@@ -31,7 +31,7 @@ pub(crate) const PERMANENT_KEY: &str = "_permanent";
 /// assert!(cookie.starts_with("session="));
 /// # Ok::<(), server_session::Error>(())
 /// ```
-pub struct Session<'m, S: Store, C: Codec> {
+pub struct Session<'m, S: Store, C: Codec = MsgPack> {
     pub(crate) manager: &'m SessionManager<S, C>,
     /// The id the data lives under: a verified incoming id until loading proves it absent.
     pub(crate) id: Option<SessionId>,
@@ -169,6 +169,26 @@ impl<'m, S: Store, C: Codec> Session<'m, S, C> {
             });
         }
         Ok(new)
+    }
+
+    /// Removes `key` and returns its value converted to `T`, like [`get`](Session::get):
+    /// `None` when absent. When the value does not convert, [`Error::ValueType`] and the key
+    /// stays.
+    ///
+    /// ```
+    /// use server_session::{Config, Session, SessionManager, store::MemoryStore};
+    /// let manager = SessionManager::new(MemoryStore::new(), Config::default())?;
+    /// let mut session: Session<'_, MemoryStore> = manager.open(None);
+    /// session.insert("next", "/account")?;
+    /// assert!(session.take::<u32>("next").is_err(), "not a number: kept");
+    /// assert_eq!(session.take::<String>("next")?.as_deref(), Some("/account"));
+    /// assert_eq!(session.take::<String>("next")?, None);
+    /// # Ok::<(), server_session::Error>(())
+    /// ```
+    pub fn take<T: DeserializeOwned>(&mut self, key: &str) -> Result<Option<T>> {
+        let value = self.get::<T>(key)?;
+        self.remove(key)?;
+        Ok(value)
     }
 
     /// Removes `key` and returns its raw value, if it was there.
