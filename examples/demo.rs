@@ -203,10 +203,10 @@ pub fn serve<S: Store + 'static>(
 
 /// Answers one request; a store that is down or silent becomes a 503 naming the cause, a
 /// session that kept changing under parallel requests a 409, any other error a 500.
-pub fn respond<S: Store, C: Codec>(manager: &SessionManager<S, C>, request: Request) {
-    let response = handle(manager, &request, |request, session| {
+pub fn respond<S: Store, C: Codec>(manager: &SessionManager<S, C>, mut request: Request) {
+    let response = handle(manager, &mut request, |request, session| {
         let (status, body) = route(session, request.method(), request.url())?;
-        Ok(text(status, body))
+        Ok::<_, server_session::Error>(text(status, body))
     });
     let response = response.unwrap_or_else(|err| {
         eprintln!("demo: {} {}: {err}", request.method(), request.url());

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::CountingStore;
-use server_session::store::{self, conformance, FileStore, MemoryStore, NullStore, Store};
+use server_session::store::{conformance, FileStore, MemoryStore, NullStore, Store};
 use server_session::SessionManager;
 use tiny_http::Server;
 
@@ -464,6 +464,12 @@ fn increments(addr: SocketAddr, cookie: &str, requests: usize) -> usize {
 }
 
 /// A URL from the environment variable `name`, when it is set.
+#[cfg(any(
+    feature = "redis",
+    feature = "memcached",
+    feature = "postgres",
+    feature = "mongodb"
+))]
 fn url(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|url| !url.is_empty())
 }
@@ -484,14 +490,15 @@ fn shared_counter_on_files() {
 #[test]
 fn shared_counter_on_sqlite() {
     let dir = tempfile::tempdir().unwrap();
-    let store = store::SqliteStore::open(dir.path().join("sessions.db")).unwrap();
+    let store = server_session::store::SqliteStore::open(dir.path().join("sessions.db")).unwrap();
     shared_counter("shared_counter_on_sqlite", Some(store));
 }
 
 #[cfg(feature = "redis")]
 #[test]
 fn shared_counter_on_redis() {
-    let store = url("SERVER_SESSION_REDIS_URL").map(|u| store::RedisStore::open(&u).unwrap());
+    let store = url("SERVER_SESSION_REDIS_URL")
+        .map(|u| server_session::store::RedisStore::open(&u).unwrap());
     shared_counter("shared_counter_on_redis", store);
 }
 
@@ -499,7 +506,7 @@ fn shared_counter_on_redis() {
 #[test]
 fn shared_counter_on_memcached() {
     let url = url("SERVER_SESSION_MEMCACHED_URL");
-    let store = url.map(|u| store::MemcachedStore::open(&u).unwrap());
+    let store = url.map(|u| server_session::store::MemcachedStore::open(&u).unwrap());
     shared_counter("shared_counter_on_memcached", store);
 }
 
@@ -507,13 +514,14 @@ fn shared_counter_on_memcached() {
 #[test]
 fn shared_counter_on_postgres() {
     let url = url("SERVER_SESSION_POSTGRES_URL");
-    let store = url.map(|u| store::PostgresStore::open(&u).unwrap());
+    let store = url.map(|u| server_session::store::PostgresStore::open(&u).unwrap());
     shared_counter("shared_counter_on_postgres", store);
 }
 
 #[cfg(feature = "mongodb")]
 #[test]
 fn shared_counter_on_mongodb() {
-    let store = url("SERVER_SESSION_MONGODB_URL").map(|u| store::MongoStore::open(&u).unwrap());
+    let store = url("SERVER_SESSION_MONGODB_URL")
+        .map(|u| server_session::store::MongoStore::open(&u).unwrap());
     shared_counter("shared_counter_on_mongodb", store);
 }

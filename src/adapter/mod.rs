@@ -5,8 +5,11 @@
 //! handler succeeds, [`Session::commit`] and add the commit's headers to the response
 //! (`Set-Cookie`, and `Vary: Cookie` merged into any `Vary` the response already has).
 //!
-//! When the handler fails, nothing is committed: the store is left as it was and the error is
-//! returned for the caller to render (a demo might answer `503 Service Unavailable`).
+//! The handler returns the application's own error type `E`, anything a
+//! [`server_session::Error`](crate::Error) converts into (or `server_session::Error` itself);
+//! a failing commit is converted the same way. When the handler fails, nothing is committed:
+//! the store is left as it was and the error is returned for the caller to render (a demo
+//! might answer `503 Service Unavailable`).
 //!
 //! Enable the adapter of your server with its feature: `tiny_http` (on by default) or
 //! `rouille`.
@@ -15,26 +18,25 @@ use std::borrow::Cow;
 
 use crate::codec::Codec;
 use crate::store::Store;
-use crate::{Commit, Result, Session, SessionManager};
+use crate::{Commit, Error, Result, Session};
 
 #[cfg(feature = "rouille")]
 pub mod rouille;
 #[cfg(feature = "tiny_http")]
 pub mod tiny_http;
 
-/// Opens the session named by `cookie_header`, runs `handler` with it and commits it when the
-/// handler succeeds. A failed handler commits nothing.
-pub(crate) fn run<S, C, T, F>(
-    manager: &SessionManager<S, C>,
-    cookie_header: Option<&str>,
+/// Runs `handler` with `session` and commits the session when the handler succeeds. A failed
+/// handler commits nothing; its error, or the commit's converted into `E`, is returned.
+pub(crate) fn run<'m, S, C, T, E, F>(
+    mut session: Session<'m, S, C>,
     handler: F,
-) -> Result<(T, Commit)>
+) -> Result<(T, Commit), E>
 where
     S: Store,
     C: Codec,
-    F: FnOnce(&mut Session<'_, S, C>) -> Result<T>,
+    E: From<Error>,
+    F: FnOnce(&mut Session<'m, S, C>) -> Result<T, E>,
 {
-    let mut session = manager.open(cookie_header);
     let output = handler(&mut session)?;
     Ok((output, session.commit()?))
 }

@@ -13,7 +13,7 @@
 //!     handle(&manager, request, |_request, session| {
 //!         let visits = session.get::<u64>("visits")?.unwrap_or(0) + 1;
 //!         session.insert("visits", &visits)?;
-//!         Ok(Response::text(format!("visits={visits}")))
+//!         Ok::<_, server_session::Error>(Response::text(format!("visits={visits}")))
 //!     })
 //!     .unwrap_or_else(|err| Response::text(format!("store unavailable: {err}")).with_status_code(503))
 //! };
@@ -30,7 +30,7 @@ use ::rouille::{Request, Response};
 use super::{join_cookie_headers, run, vary_append, vary_covers};
 use crate::codec::Codec;
 use crate::store::Store;
-use crate::{Commit, Result, Session, SessionManager};
+use crate::{Commit, Error, Result, Session, SessionManager};
 
 /// Runs `handler` with the session named by the request's `Cookie` header(s) and, when it
 /// succeeds, commits the session and adds `Set-Cookie` / `Vary: Cookie` to its response.
@@ -38,7 +38,8 @@ use crate::{Commit, Result, Session, SessionManager};
 /// Several `Cookie` headers are read as one. An existing `Vary` header is extended rather
 /// than repeated (`Vary: Accept-Encoding` becomes `Vary: Accept-Encoding, Cookie`). When the
 /// handler fails, nothing is committed and its error is returned unchanged; a failing commit
-/// (the store is down) is returned as well. Rendering errors is the caller's choice.
+/// (the store is down) is returned converted into `E`. Rendering errors is the caller's
+/// choice. The handler reads a body with `request.data()`.
 ///
 /// ```
 /// use rouille::{Request, Response};
@@ -49,7 +50,7 @@ use crate::{Commit, Result, Session, SessionManager};
 /// let request = Request::fake_http("GET", "/login", vec![], vec![]);
 /// let response = handle(&manager, &request, |_, session| {
 ///     session.insert("user", "ada")?;
-///     Ok(Response::text("hello"))
+///     Ok::<_, server_session::Error>(Response::text("hello"))
 /// })?;
 /// let set_cookie = response.headers.iter().find(|(name, _)| name == "Set-Cookie").unwrap();
 /// let cookie = set_cookie.1.split(';').next().unwrap().to_owned();
@@ -60,29 +61,28 @@ use crate::{Commit, Result, Session, SessionManager};
 /// let mut user = None;
 /// handle(&manager, &request, |_, session| {
 ///     user = session.get::<String>("user")?;
-///     Ok(Response::text("ok"))
+///     Ok::<_, server_session::Error>(Response::text("ok"))
 /// })?;
 /// assert_eq!(user.as_deref(), Some("ada"));
 /// # Ok::<(), server_session::Error>(())
 /// ```
-pub fn handle<S, C, F>(
+pub fn handle<S, C, E, F>(
     manager: &SessionManager<S, C>,
     request: &Request,
     handler: F,
-) -> Result<Response>
+) -> Result<Response, E>
 where
     S: Store,
     C: Codec,
-    F: FnOnce(&Request, &mut Session<'_, S, C>) -> Result<Response>,
+    E: From<Error>,
+    F: FnOnce(&Request, &mut Session<'_, S, C>) -> Result<Response, E>,
 {
     let cookies = request
         .headers()
         .filter(|(name, _)| name.eq_ignore_ascii_case("Cookie"))
         .map(|(_, value)| value);
-    let cookie_header = join_cookie_headers(cookies);
-    let (mut response, commit) = run(manager, cookie_header.as_deref(), |session| {
-        handler(request, session)
-    })?;
+    let session = manager.open(join_cookie_headers(cookies).as_deref());
+    let (mut response, commit) = run(session, |session| handler(request, session))?;
     apply(&mut response, &commit);
     Ok(response)
 }
@@ -219,7 +219,7 @@ mod tests {
     fn existing_vary_is_extended_not_repeated() {
         let m = manager();
         let response = handle(&m, &request(&[]), |r, s| {
-            Ok(count_visit(r, s)?.with_additional_header("Vary", "Accept-Encoding"))
+            Ok::<_, Error>(count_visit(r, s)?.with_additional_header("Vary", "Accept-Encoding"))
         })
         .unwrap();
         assert_eq!(values(&response, "Vary"), ["Accept-Encoding, Cookie"]);
@@ -232,7 +232,7 @@ mod tests {
         for existing in ["Accept-Encoding, cookie", "*"] {
             let response = handle(&m, &request(&[]), |r, s| {
                 let response = count_visit(r, s)?.with_additional_header("Vary", "Origin");
-                Ok(response.with_additional_header("vary", existing))
+                Ok::<_, Error>(response.with_additional_header("vary", existing))
             })
             .unwrap();
             assert_eq!(values(&response, "Vary"), ["Origin", existing]);
@@ -243,7 +243,7 @@ mod tests {
     fn untouched_session_adds_no_headers() {
         let m = manager();
         let response = handle(&m, &request(&["session=junk"]), |_, _| {
-            Ok(Response::text("static"))
+            Ok::<_, Error>(Response::text("static"))
         })
         .unwrap();
         assert!(values(&response, "Set-Cookie").is_empty());

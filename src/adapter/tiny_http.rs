@@ -1,28 +1,59 @@
 //! The [`tiny_http`](https://docs.rs/tiny_http/0.12) adapter (feature `tiny_http`, on by
 //! default).
 //!
-//! A server loop calls [`handle`] once per request and renders an `Err` itself:
+//! A server loop calls [`handle`] once per request and renders an `Err` itself. The handler
+//! gets the request mutably, so it can read a body, and returns the application's own error
+//! type: here a `POST /login` form.
 //!
 //! ```
+//! use std::io::{Cursor, Read};
 //! use server_session::adapter::tiny_http::handle;
-//! use server_session::{store::MemoryStore, Config, SessionManager};
-//! use tiny_http::{Response, TestRequest};
+//! use server_session::{store::MemoryStore, Config, Session, SessionManager};
+//! use tiny_http::{Method, Request, Response, TestRequest};
+//!
+//! /// The app's own error: the session layer's, or a bad request.
+//! #[derive(Debug)]
+//! enum AppError {
+//!     Session(server_session::Error),
+//!     BadRequest(String),
+//! }
+//!
+//! impl From<server_session::Error> for AppError {
+//!     fn from(err: server_session::Error) -> Self {
+//!         AppError::Session(err)
+//!     }
+//! }
+//!
+//! /// `POST /login` with the form body `user=NAME`: a new session id, then the user in it.
+//! fn login(
+//!     request: &mut Request,
+//!     session: &mut Session<'_, MemoryStore>,
+//! ) -> Result<Response<Cursor<Vec<u8>>>, AppError> {
+//!     let mut form = String::new();
+//!     let read = request.as_reader().read_to_string(&mut form);
+//!     read.map_err(|e| AppError::BadRequest(format!("unreadable body: {e}")))?;
+//!     let user = form.strip_prefix("user=").filter(|user| !user.is_empty());
+//!     let user = user.ok_or_else(|| AppError::BadRequest("expected user=NAME".into()))?;
+//!     session.regenerate()?;
+//!     session.insert("user", user)?;
+//!     Ok(Response::from_string(format!("hello {user}")))
+//! }
 //!
 //! let manager = SessionManager::new(MemoryStore::new(), Config::default())?;
-//! # let server = vec![tiny_http::Request::from(TestRequest::new())];
-//! // With a real server: `for request in server.incoming_requests() {`
-//! for request in server {
-//!     let response = handle(&manager, &request, |_request, session| {
-//!         let visits = session.get::<u64>("visits")?.unwrap_or(0) + 1;
-//!         session.insert("visits", &visits)?;
-//!         Ok(Response::from_string(format!("visits={visits}")))
+//! # let post = |body| Request::from(TestRequest::new().with_method(Method::Post).with_body(body));
+//! # let server = vec![post("user=ada"), post("name=ada")];
+//! # let mut statuses = Vec::new();
+//! // With a real server: `for mut request in server.incoming_requests() {`
+//! for mut request in server {
+//!     let response = handle(&manager, &mut request, login).unwrap_or_else(|err| match err {
+//!         AppError::BadRequest(why) => Response::from_string(why).with_status_code(400),
+//!         AppError::Session(err) => Response::from_string(err.to_string()).with_status_code(503),
 //!     });
-//!     let response = response.unwrap_or_else(|err| {
-//!         Response::from_string(format!("store unavailable: {err}")).with_status_code(503)
-//!     });
-//!     # assert_eq!(response.status_code().0, 200);
+//!     # statuses.push(response.status_code().0);
 //!     request.respond(response)?;
 //! }
+//! # assert_eq!(statuses, [200, 400]);
+//! # assert_eq!(manager.store().len(), 1, "only the valid form logged in");
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
@@ -41,7 +72,8 @@ use crate::{Commit, Error, Result, Session, SessionManager};
 /// Several `Cookie` headers are read as one. An existing `Vary` header is extended rather
 /// than repeated (`Vary: Accept-Encoding` becomes `Vary: Accept-Encoding, Cookie`). When the
 /// handler fails, nothing is committed and its error is returned unchanged; a failing commit
-/// (the store is down) is returned as well. Rendering errors is the caller's choice.
+/// (the store is down) is returned converted into `E`. Rendering errors is the caller's
+/// choice.
 ///
 /// ```
 /// use server_session::adapter::tiny_http::handle;
@@ -49,48 +81,55 @@ use crate::{Commit, Error, Result, Session, SessionManager};
 /// use tiny_http::{Header, Response, TestRequest};
 ///
 /// let manager = SessionManager::new(MemoryStore::new(), Config::default())?;
-/// let login = |_: &tiny_http::Request, session: &mut server_session::Session<'_, _, _>| {
+/// let login = |_: &mut tiny_http::Request, session: &mut server_session::Session<'_, _>| {
 ///     session.insert("user", "ada")?;
-///     Ok(Response::from_string("hello"))
+///     Ok::<_, server_session::Error>(Response::from_string("hello"))
 /// };
-/// let response = handle(&manager, &TestRequest::new().into(), login)?;
+/// let response = handle(&manager, &mut TestRequest::new().into(), login)?;
 /// let set_cookie = response.headers().iter().find(|h| h.field.equiv("Set-Cookie")).unwrap();
 /// let cookie = set_cookie.value.as_str().split(';').next().unwrap();
 ///
 /// // The browser sends the cookie back; the next request sees the data.
-/// let request = TestRequest::new()
+/// let mut request = TestRequest::new()
 ///     .with_header(format!("Cookie: {cookie}").parse::<Header>().unwrap())
 ///     .into();
-/// let response = handle(&manager, &request, |_, session| {
+/// let response = handle(&manager, &mut request, |_, session| {
 ///     let user: Option<String> = session.get("user")?;
-///     Ok(Response::from_string(user.unwrap_or_default()))
+///     Ok::<_, server_session::Error>(Response::from_string(user.unwrap_or_default()))
 /// })?;
 /// let mut body = String::new();
 /// std::io::Read::read_to_string(&mut response.into_reader(), &mut body)?;
 /// assert_eq!(body, "ada");
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-pub fn handle<S, C, R, F>(
+pub fn handle<S, C, R, E, F>(
     manager: &SessionManager<S, C>,
-    request: &Request,
+    request: &mut Request,
     handler: F,
-) -> Result<Response<R>>
+) -> Result<Response<R>, E>
 where
     S: Store,
     C: Codec,
     R: Read,
-    F: FnOnce(&Request, &mut Session<'_, S, C>) -> Result<Response<R>>,
+    E: From<Error>,
+    F: FnOnce(&mut Request, &mut Session<'_, S, C>) -> Result<Response<R>, E>,
 {
+    let session = open(manager, request);
+    let (response, commit) = run(session, |session| handler(request, session))?;
+    Ok(apply(response, &commit)?)
+}
+
+/// The session named by the request's `Cookie` header(s).
+fn open<'m, S: Store, C: Codec>(
+    manager: &'m SessionManager<S, C>,
+    request: &Request,
+) -> Session<'m, S, C> {
     let cookies = request
         .headers()
         .iter()
         .filter(|h| h.field.equiv("Cookie"))
         .map(|h| h.value.as_str());
-    let cookie_header = join_cookie_headers(cookies);
-    let (response, commit) = run(manager, cookie_header.as_deref(), |session| {
-        handler(request, session)
-    })?;
-    apply(response, &commit)
+    manager.open(join_cookie_headers(cookies).as_deref())
 }
 
 fn apply<R: Read>(mut response: Response<R>, commit: &Commit) -> Result<Response<R>> {
@@ -170,8 +209,8 @@ mod tests {
     }
 
     fn count_visit(
-        _: &Request,
-        session: &mut Session<'_, MemoryStore, crate::codec::MsgPack>,
+        _: &mut Request,
+        session: &mut Session<'_, MemoryStore>,
     ) -> Result<Response<Cursor<Vec<u8>>>> {
         let visits = session.get::<u32>("visits")?.unwrap_or(0) + 1;
         session.insert("visits", &visits)?;
@@ -188,7 +227,7 @@ mod tests {
     #[test]
     fn new_session_sets_cookie_and_vary() {
         let m = manager();
-        let response = handle(&m, &request(&[]), count_visit).unwrap();
+        let response = handle(&m, &mut request(&[]), count_visit).unwrap();
         assert!(cookie_pair(&response).starts_with("session="));
         assert_eq!(values(&response, "Vary"), ["Cookie"]);
         assert_eq!(body(response), "visits=1");
@@ -198,9 +237,9 @@ mod tests {
     #[test]
     fn cookie_round_trips_to_the_next_request() {
         let m = manager();
-        let first = handle(&m, &request(&[]), count_visit).unwrap();
+        let first = handle(&m, &mut request(&[]), count_visit).unwrap();
         let cookie = format!("Cookie: {}", cookie_pair(&first));
-        let second = handle(&m, &request(&[&cookie]), count_visit).unwrap();
+        let second = handle(&m, &mut request(&[&cookie]), count_visit).unwrap();
         assert_eq!(body(second), "visits=2");
         assert_eq!(m.store().len(), 1);
     }
@@ -208,19 +247,19 @@ mod tests {
     #[test]
     fn handler_error_commits_nothing_and_is_returned() {
         let m = manager();
-        let first = handle(&m, &request(&[]), count_visit).unwrap();
+        let first = handle(&m, &mut request(&[]), count_visit).unwrap();
         let pair = cookie_pair(&first);
         let key = format!("session:{}", pair.trim_start_matches("session="));
         let before = m.store().load(&key).unwrap();
         let cookie = format!("Cookie: {pair}");
-        let result = handle(&m, &request(&[&cookie]), |_, session| {
+        let result = handle(&m, &mut request(&[&cookie]), |_, session| {
             session.insert("visits", &99u32)?;
             session.insert("other", "x")?;
             Err::<Response<Cursor<Vec<u8>>>, _>(Error::SessionsDisabled)
         });
         assert!(matches!(result, Err(Error::SessionsDisabled)));
         assert_eq!(m.store().load(&key).unwrap(), before);
-        let fresh = handle(&m, &request(&[]), |_, session| {
+        let fresh = handle(&m, &mut request(&[]), |_, session| {
             session.insert("a", &1)?;
             Err::<Response<Cursor<Vec<u8>>>, _>(Error::IdCollision)
         });
@@ -231,19 +270,19 @@ mod tests {
     #[test]
     fn finds_the_session_among_several_cookie_headers() {
         let m = manager();
-        let first = handle(&m, &request(&[]), count_visit).unwrap();
+        let first = handle(&m, &mut request(&[]), count_visit).unwrap();
         let cookie = format!("Cookie: {}", cookie_pair(&first));
         let headers = ["Cookie: theme=dark", &cookie, "Cookie: lang=en"];
-        let second = handle(&m, &request(&headers), count_visit).unwrap();
+        let second = handle(&m, &mut request(&headers), count_visit).unwrap();
         assert_eq!(body(second), "visits=2");
     }
 
     #[test]
     fn existing_vary_is_extended_not_repeated() {
         let m = manager();
-        let response = handle(&m, &request(&[]), |r, s| {
+        let response = handle(&m, &mut request(&[]), |r, s| {
             let response = count_visit(r, s)?.with_status_code(201);
-            Ok(response.with_header("Vary: Accept-Encoding".parse::<Header>().unwrap()))
+            Ok::<_, Error>(response.with_header("Vary: Accept-Encoding".parse::<Header>().unwrap()))
         })
         .unwrap();
         assert_eq!(values(&response, "Vary"), ["Accept-Encoding, Cookie"]);
@@ -257,8 +296,8 @@ mod tests {
     fn vary_already_naming_cookie_is_left_alone() {
         let m = manager();
         for existing in ["Vary: cookie", "Vary: *"] {
-            let response = handle(&m, &request(&[]), |r, s| {
-                Ok(count_visit(r, s)?.with_header(existing.parse::<Header>().unwrap()))
+            let response = handle(&m, &mut request(&[]), |r, s| {
+                Ok::<_, Error>(count_visit(r, s)?.with_header(existing.parse::<Header>().unwrap()))
             })
             .unwrap();
             assert_eq!(values(&response, "Vary"), [&existing[6..]]);
@@ -268,8 +307,8 @@ mod tests {
     #[test]
     fn untouched_session_adds_no_headers() {
         let m = manager();
-        let response = handle(&m, &request(&["Cookie: session=junk"]), |_, _| {
-            Ok(Response::from_string("static"))
+        let response = handle(&m, &mut request(&["Cookie: session=junk"]), |_, _| {
+            Ok::<_, Error>(Response::from_string("static"))
         })
         .unwrap();
         assert!(values(&response, "Set-Cookie").is_empty());
