@@ -19,6 +19,8 @@ use std::borrow::Cow;
 use crate::codec::Codec;
 use crate::store::Store;
 use crate::{Commit, Error, Result, Session};
+#[cfg(doc)]
+use crate::SessionManager;
 
 #[cfg(feature = "rouille")]
 pub mod rouille;
