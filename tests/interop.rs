@@ -3,7 +3,8 @@
 //! Memcached, SQLite and PostgreSQL through SQLAlchemy, MongoDB) with the signer on and off and
 //! both serialization formats. Each test asserts both directions: sessions and cookies made by
 //! one app are used by the other, values keep their types, logout and `regenerate` in one app
-//! end the old id for the other, and legacy pickled sessions follow the documented policy.
+//! end the old id for the other, legacy pickled sessions follow the documented policy, and a
+//! Python write to a session a Rust request has open survives that request's merging commit.
 //!
 //! The Python side is `tests/interop/flask_app.py`, run by the interpreter named in
 //! `SERVER_SESSION_INTEROP_PYTHON` (the venv `scripts/interop.sh` creates): one process for the
@@ -128,6 +129,7 @@ fn run<S: Store, C: Format>(
     logout_in_one_app_ends_the_session_in_the_other(&ctx);
     regenerate_in_one_app_invalidates_the_old_id_in_the_other(&ctx);
     legacy_pickle_is_a_fresh_session_and_stays_for_python_to_upgrade(&ctx);
+    a_python_write_during_a_rust_request_survives_its_commit(&ctx);
 }
 
 struct Ctx<S: Store, C: Format> {
@@ -186,6 +188,12 @@ impl Cookie {
         names.sort();
         names
     }
+}
+
+/// The end of a Rust request: commits and tells what it did to the cookie.
+fn commit<S: Store, C: Codec>(session: Session<'_, S, C>) -> Cookie {
+    let commit = session.commit().expect("the Rust commit");
+    Cookie::parse(commit.set_cookie())
 }
 
 /// The session id in a cookie value (signed `id.signature` or bare `id`).
@@ -257,11 +265,15 @@ impl<S: Store, C: Format> Ctx<S, C> {
         cookie: Option<&str>,
         handler: impl FnOnce(&mut Session<'_, S, C>) -> server_session::Result<T>,
     ) -> (T, Cookie) {
-        let header = cookie.map(|v| format!("{COOKIE}={v}"));
-        let mut session = self.manager.open(header.as_deref());
+        let mut session = self.open(cookie);
         let out = handler(&mut session).expect("the Rust handler");
-        let commit = session.commit().expect("the Rust commit");
-        (out, Cookie::parse(commit.set_cookie()))
+        (out, commit(session))
+    }
+
+    /// The start of a Rust request: the session the cookie value (if any) names.
+    fn open(&self, cookie: Option<&str>) -> Session<'_, S, C> {
+        let header = cookie.map(|v| format!("{COOKIE}={v}"));
+        self.manager.open(header.as_deref())
     }
 
     /// The bytes stored for the session a cookie value names.
@@ -599,6 +611,68 @@ fn legacy_pickle_is_a_fresh_session_and_stays_for_python_to_upgrade<S: Store, C:
         Some("legacy"),
         "Rust reads the upgraded session"
     );
+}
+
+/// A Flask-Session request saves the session while a Rust request of the same session is in
+/// flight; Rust's commit then merges its own changes onto what Python stored: Python's new key,
+/// its change to a key Rust only read and its removal survive, Rust's `update` re-runs on
+/// Python's value, Rust's new key is added, and for a key both set Rust's later commit wins.
+fn a_python_write_during_a_rust_request_survives_its_commit<S: Store, C: Format>(ctx: &Ctx<S, C>) {
+    let (_, cookie) = ctx.rs(None, |s| {
+        s.insert("user", "ada")?;
+        s.insert("theme", "dark")?;
+        s.insert("count", &1)
+    });
+    let cookie = cookie.value();
+
+    let mut rust = ctx.open(Some(&cookie));
+    assert_eq!(rust.get::<String>("user").unwrap().as_deref(), Some("ada"));
+    let counted = rust.update("count", |n: Option<i64>| n.unwrap_or(0) + 1);
+    assert_eq!(counted.unwrap(), 2, "Rust's update on the value it loaded");
+    rust.insert("rust_key", "from rust").unwrap();
+    rust.insert("both", "rust").unwrap();
+
+    let python = ctx.py(Some(&cookie), python_changes_meanwhile());
+    assert_eq!(
+        python.cookie.value(),
+        cookie,
+        "Python saved the same session"
+    );
+    assert_eq!(commit(rust).value(), cookie, "Rust saved the same session");
+
+    let expected = [
+        PERMANENT,
+        ("user", "'grace'"),
+        ("count", "11"),
+        ("flask_key", "'from flask'"),
+        ("both", "'rust'"),
+        ("rust_key", "'from rust'"),
+    ];
+    assert_eq!(ctx.py(Some(&cookie), json!([])).items, pairs(&expected));
+    assert_rust_sees_the_merge(ctx, &cookie);
+}
+
+/// What the Flask request does to the session Rust has open: Rust only read `user`, did not
+/// touch `theme`, updates `count` and sets `both`.
+fn python_changes_meanwhile() -> Json {
+    json!([
+        ["set", "user", "grace"],
+        ["remove", "theme"],
+        ["set", "count", 10],
+        ["set", "flask_key", "from flask"],
+        ["set", "both", "flask"],
+    ])
+}
+
+fn assert_rust_sees_the_merge<S: Store, C: Format>(ctx: &Ctx<S, C>, cookie: &str) {
+    let (seen, _) = ctx.rs(Some(cookie), |s| {
+        let keys: Vec<String> = s.keys()?.map(str::to_owned).collect();
+        let strings = ["user", "flask_key", "both", "rust_key"].map(|k| s.get::<String>(k));
+        Ok((keys, s.get::<i64>("count")?, strings.map(Result::unwrap)))
+    });
+    let keys = ["user", "count", "flask_key", "both", "rust_key"];
+    let strings = ["grace", "from flask", "rust", "from rust"].map(|v| Some(v.to_owned()));
+    assert_eq!(seen, (keys.map(str::to_owned).to_vec(), Some(11), strings));
 }
 
 // ---------------------------------------------------------------------------------------------
