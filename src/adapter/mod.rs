@@ -18,9 +18,9 @@ use std::borrow::Cow;
 
 use crate::codec::Codec;
 use crate::store::Store;
-use crate::{Commit, Error, Result, Session};
 #[cfg(doc)]
 use crate::SessionManager;
+use crate::{Commit, Error, Result, Session};
 
 #[cfg(feature = "rouille")]
 pub mod rouille;

@@ -1,25 +1,51 @@
 //! The [`rouille`](https://docs.rs/rouille/3.6) adapter (feature `rouille`).
 //!
 //! Call [`handle`] from the closure given to `rouille::start_server` and render an `Err`
-//! yourself:
+//! yourself. The handler returns the application's own error type; here a `POST /login` form:
 //!
 //! ```
+//! use rouille::input::post::raw_urlencoded_post_input;
 //! use rouille::{Request, Response};
 //! use server_session::adapter::rouille::handle;
-//! use server_session::{store::MemoryStore, Config, SessionManager};
+//! use server_session::{store::MemoryStore, Config, Session, SessionManager};
+//!
+//! /// The app's own error: the session layer's, or a bad request.
+//! #[derive(Debug)]
+//! enum AppError {
+//!     Session(server_session::Error),
+//!     BadRequest(String),
+//! }
+//!
+//! impl From<server_session::Error> for AppError {
+//!     fn from(err: server_session::Error) -> Self {
+//!         AppError::Session(err)
+//!     }
+//! }
+//!
+//! /// `POST /login` with the form field `user`: a new session id, then the user in it.
+//! fn login(request: &Request, session: &mut Session<'_, MemoryStore>) -> Result<Response, AppError> {
+//!     let form = raw_urlencoded_post_input(request)
+//!         .map_err(|e| AppError::BadRequest(format!("unreadable form: {e}")))?;
+//!     let user = form.iter().find(|(name, value)| name == "user" && !value.is_empty());
+//!     let (_, user) = user.ok_or_else(|| AppError::BadRequest("expected user=NAME".into()))?;
+//!     session.regenerate()?;
+//!     session.insert("user", user)?;
+//!     Ok(Response::text(format!("hello {user}")))
+//! }
 //!
 //! let manager = SessionManager::new(MemoryStore::new(), Config::default())?;
-//! let app = move |request: &Request| {
-//!     handle(&manager, request, |_request, session| {
-//!         let visits = session.get::<u64>("visits")?.unwrap_or(0) + 1;
-//!         session.insert("visits", &visits)?;
-//!         Ok::<_, server_session::Error>(Response::text(format!("visits={visits}")))
+//! let app = |request: &Request| {
+//!     handle(&manager, request, login).unwrap_or_else(|err| match err {
+//!         AppError::BadRequest(why) => Response::text(why).with_status_code(400),
+//!         AppError::Session(err) => Response::text(err.to_string()).with_status_code(503),
 //!     })
-//!     .unwrap_or_else(|err| Response::text(format!("store unavailable: {err}")).with_status_code(503))
 //! };
 //! // With a real server: `rouille::start_server("127.0.0.1:8000", app);`
-//! let response = app(&Request::fake_http("GET", "/", vec![], vec![]));
-//! assert_eq!(response.status_code, 200);
+//! let form = vec![("Content-Type".to_owned(), "application/x-www-form-urlencoded".to_owned())];
+//! let post = |body: &str| Request::fake_http("POST", "/login", form.clone(), body.into());
+//! assert_eq!(app(&post("user=ada")).status_code, 200);
+//! assert_eq!(app(&post("name=ada")).status_code, 400);
+//! assert_eq!(manager.store().len(), 1, "only the valid form logged in");
 //! # Ok::<(), server_session::Error>(())
 //! ```
 
