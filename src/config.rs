@@ -190,6 +190,31 @@ pub struct ConfigBuilder {
 }
 
 impl ConfigBuilder {
+    /// The cookie settings to use behind HTTPS: the name `__Host-session`, `Secure`,
+    /// `HttpOnly`, `SameSite=Lax`, `Path=/` and no `Domain`, so the browser sends the cookie
+    /// only over HTTPS, only to this exact host, and never to scripts. Setters called after it
+    /// override it (a Flask app sharing the sessions needs the same cookie name).
+    ///
+    /// ```
+    /// use server_session::{Config, SameSite};
+    /// let config = Config::builder().https_defaults().build()?;
+    /// assert_eq!(config.cookie_name(), "__Host-session");
+    /// assert!(config.cookie_secure() && config.cookie_http_only());
+    /// assert_eq!((config.cookie_path(), config.cookie_domain()), ("/", None));
+    /// assert_eq!(config.cookie_same_site(), Some(SameSite::Lax));
+    /// # Ok::<(), server_session::Error>(())
+    /// ```
+    pub fn https_defaults(mut self) -> Self {
+        let config = &mut self.config;
+        config.cookie_name = "__Host-session".into();
+        config.cookie_secure = true;
+        config.cookie_http_only = true;
+        config.cookie_same_site = Some(SameSite::Lax);
+        config.cookie_path = "/".into();
+        config.cookie_domain = None;
+        self
+    }
+
     /// `SESSION_COOKIE_NAME`; default `session`.
     pub fn cookie_name(mut self, name: impl Into<String>) -> Self {
         self.config.cookie_name = name.into();

@@ -608,3 +608,21 @@ fn hex(text: &str) -> Vec<u8> {
         .map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap())
         .collect()
 }
+
+/// `https_defaults()` sends a `__Host-` cookie, Secure, HttpOnly, SameSite=Lax, Path=/ and no
+/// Domain, and the browser's copy of it opens the session again.
+#[test]
+fn https_defaults_send_a_host_only_secure_cookie() {
+    let m = manager(Config::builder().https_defaults().build().unwrap());
+    let mut first = m.open(None);
+    first.insert("visits", &1u32).unwrap();
+    let commit = first.commit().unwrap();
+    let set_cookie = commit.set_cookie().expect("a new session sets a cookie");
+    assert!(set_cookie.starts_with("__Host-session="), "{set_cookie}");
+    for attribute in ["; Path=/", "; Secure", "; HttpOnly", "; SameSite=Lax"] {
+        assert!(set_cookie.contains(attribute), "{attribute}: {set_cookie}");
+    }
+    assert!(!set_cookie.contains("Domain"), "{set_cookie}");
+    let mut session = m.open(Some(&cookie_pair(set_cookie)));
+    assert_eq!(session.get::<u32>("visits").unwrap(), Some(1));
+}
