@@ -116,7 +116,7 @@ fn write<S: Store, C: Codec>(
     expires: SystemTime,
 ) -> Result<String> {
     let manager = session.manager;
-    let bytes = manager.codec().encode(data)?;
+    let bytes = manager.encode_for_write(data)?;
     let (Some(id), true) = (session.id.clone(), session.stored) else {
         let id = create(session, &bytes, expires)?;
         return Ok(cookie_for(session, &id, is_permanent(data), expires));
@@ -189,7 +189,7 @@ fn save_merging<S: Store, C: Codec>(
         }
         permanent = is_permanent(&merged);
         write = Write {
-            bytes: manager.codec().encode(&merged)?,
+            bytes: manager.encode_for_write(&merged)?,
             loaded: current,
         };
     }

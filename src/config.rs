@@ -26,6 +26,9 @@ impl SameSite {
     }
 }
 
+/// The default [`max_session_bytes`](ConfigBuilder::max_session_bytes): 256 KiB.
+pub const DEFAULT_MAX_SESSION_BYTES: usize = 256 * 1024;
+
 /// Validated session settings; build with [`Config::builder`]. Cannot change once built.
 ///
 /// ```
@@ -55,6 +58,7 @@ pub struct Config {
     permanent: bool,
     refresh_each_request: bool,
     merge_concurrent_changes: bool,
+    max_session_bytes: usize,
     use_signer: bool,
     secret_key: Option<Vec<u8>>,
     fallback_secret_keys: Vec<Vec<u8>>,
@@ -76,6 +80,7 @@ impl Default for Config {
             permanent: true,
             refresh_each_request: true,
             merge_concurrent_changes: true,
+            max_session_bytes: DEFAULT_MAX_SESSION_BYTES,
             use_signer: false,
             secret_key: None,
             fallback_secret_keys: Vec::new(),
@@ -98,6 +103,7 @@ impl std::fmt::Debug for Config {
             .field("permanent", &self.permanent)
             .field("refresh_each_request", &self.refresh_each_request)
             .field("merge_concurrent_changes", &self.merge_concurrent_changes)
+            .field("max_session_bytes", &self.max_session_bytes)
             .field("use_signer", &self.use_signer)
             .field(
                 "secret_key",
@@ -157,6 +163,11 @@ impl Config {
     /// Whether a commit merges its changes with those of overlapping requests (no Flask name).
     pub fn merge_concurrent_changes(&self) -> bool {
         self.merge_concurrent_changes
+    }
+    /// The largest encoded session a commit writes, before the store's own limit (no Flask
+    /// name).
+    pub fn max_session_bytes(&self) -> usize {
+        self.max_session_bytes
     }
     /// `SESSION_USE_SIGNER`.
     pub fn use_signer(&self) -> bool {
@@ -280,6 +291,21 @@ impl ConfigBuilder {
         self.config.merge_concurrent_changes = merge;
         self
     }
+    /// The largest encoded session a commit writes, in bytes; default 256 KiB
+    /// ([`DEFAULT_MAX_SESSION_BYTES`]). A store with a hard limit of its own (memcached's item
+    /// size) lowers it to that. A commit over it fails with [`Error::TooLarge`] before any
+    /// store I/O, and the stored session stays as it was; a bigger session another app
+    /// stored is still read.
+    ///
+    /// ```
+    /// let config = server_session::Config::builder().max_session_bytes(64 * 1024).build()?;
+    /// assert_eq!(config.max_session_bytes(), 65536);
+    /// # Ok::<(), server_session::Error>(())
+    /// ```
+    pub fn max_session_bytes(mut self, bytes: usize) -> Self {
+        self.config.max_session_bytes = bytes;
+        self
+    }
     /// `SESSION_USE_SIGNER`; default false. Requires a secret key.
     pub fn use_signer(mut self, use_signer: bool) -> Self {
         self.config.use_signer = use_signer;
@@ -317,6 +343,10 @@ impl ConfigBuilder {
         check(
             c.lifetime > Duration::ZERO,
             "lifetime must be longer than zero",
+        )?;
+        check(
+            c.max_session_bytes > 0,
+            "max_session_bytes must be above zero",
         )?;
         check(
             (MIN_ID_BYTES..=MAX_ID_BYTES).contains(&c.id_length),

@@ -51,6 +51,16 @@ pub enum Error {
         /// How many times the commit merged and tried again.
         attempts: usize,
     },
+    /// The encoded session is larger than the limit: the smaller of
+    /// [`max_session_bytes`](crate::ConfigBuilder::max_session_bytes) and the store's own
+    /// [`max_value_bytes`](crate::store::Store::max_value_bytes). Found before any store I/O:
+    /// nothing was written, the stored session is as it was.
+    TooLarge {
+        /// The encoded session's size in bytes.
+        size: usize,
+        /// The limit it is over, in bytes.
+        limit: usize,
+    },
     /// An error of the application, passed through an adapter (see [`Error::other`]).
     Other(BoxError),
 }
@@ -327,6 +337,10 @@ impl fmt::Display for Error {
                 f,
                 "the session kept changing under concurrent requests: {attempts} merges failed"
             ),
+            Error::TooLarge { size, limit } => write!(
+                f,
+                "the session is {size} bytes encoded, over the limit of {limit} bytes: nothing was written"
+            ),
             Error::Other(e) => e.fmt(f),
         }
     }
@@ -343,6 +357,7 @@ impl std::error::Error for Error {
             | Error::SessionsDisabled
             | Error::IdCollision
             | Error::Conflict { .. }
+            | Error::TooLarge { .. }
             | Error::InvalidKey(_) => None,
         }
     }

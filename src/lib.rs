@@ -36,7 +36,7 @@ mod signer;
 pub mod store;
 
 pub use commit::Commit;
-pub use config::{Config, ConfigBuilder, SameSite};
+pub use config::{Config, ConfigBuilder, SameSite, DEFAULT_MAX_SESSION_BYTES};
 pub use error::{BoxError, Error, ErrorKind, Result, StoreError};
 pub use id::{SessionId, MAX_ID_BYTES, MIN_ID_BYTES};
 pub use manager::SessionManager;

@@ -35,6 +35,9 @@ pub struct SessionManager<S: Store, C: Codec = MsgPack> {
     config: Config,
     signer: Option<Signer>,
     commit_locks: CommitLocks,
+    /// The largest encoded session a commit writes: the configuration's limit or the
+    /// store's, whichever is smaller.
+    max_session_bytes: usize,
 }
 
 impl<S: Store> SessionManager<S, MsgPack> {
@@ -65,7 +68,9 @@ impl<S: Store, C: Codec> SessionManager<S, C> {
             .secret_keys()
             .filter(|_| config.use_signer())
             .map(|(current, fallbacks)| Signer::with_fallbacks(current, fallbacks));
+        let store_limit = store.max_value_bytes().unwrap_or(usize::MAX);
         Ok(Self {
+            max_session_bytes: config.max_session_bytes().min(store_limit),
             store,
             codec,
             config,
@@ -112,6 +117,18 @@ impl<S: Store, C: Codec> SessionManager<S, C> {
         let id = SessionId::parse(sid)?;
         let (_, by_current_key) = signer.verify(value)?;
         Some((id, by_current_key.then(|| value.to_owned())))
+    }
+
+    /// Encodes `data` for a write: [`Error::TooLarge`] when it is over the session limit.
+    pub(crate) fn encode_for_write(&self, data: &SessionMap) -> Result<Vec<u8>> {
+        let bytes = self.codec.encode(data)?;
+        if bytes.len() > self.max_session_bytes {
+            return Err(Error::TooLarge {
+                size: bytes.len(),
+                limit: self.max_session_bytes,
+            });
+        }
+        Ok(bytes)
     }
 
     /// Waits for this process's turn to write the stored session under `key` (see

@@ -135,6 +135,10 @@ impl<S: Sweep> Store for CleanupEvery<S> {
     fn check_key(&self, key: &str) -> Result<()> {
         self.inner.check_key(key)
     }
+
+    fn max_value_bytes(&self) -> Option<usize> {
+        self.inner.max_value_bytes()
+    }
 }
 
 impl<S: Sweep> Sweep for CleanupEvery<S> {

@@ -516,6 +516,11 @@ impl Store for MemcachedStore {
         validate_key(key)
     }
 
+    /// [`max_value_size`](MemcachedStoreBuilder::max_value_size): the server's item size.
+    fn max_value_bytes(&self) -> Option<usize> {
+        Some(self.inner.max_value_size)
+    }
+
     fn load(&self, key: &str) -> Result<Option<Vec<u8>>> {
         self.run(key, |conn| {
             conn.send(format_args!("get {key}\r\n"), None)?;

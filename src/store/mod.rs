@@ -139,6 +139,14 @@ pub trait Store: Send + Sync {
         Ok(())
     }
 
+    /// The largest value the store can hold, when it has a hard limit of its own (memcached's
+    /// item size); the manager lowers its
+    /// [`max_session_bytes`](crate::ConfigBuilder::max_session_bytes) to it, so a commit over
+    /// it fails before any I/O. The default: no limit of its own.
+    fn max_value_bytes(&self) -> Option<usize> {
+        None
+    }
+
     /// Set a new expiry and return the stored bytes, or `None` when the entry is gone.
     ///
     /// The manager calls this at commit for a session the handler never read, to extend its
@@ -187,6 +195,9 @@ macro_rules! forward_store {
             }
             fn check_key(&self, key: &str) -> Result<()> {
                 (**self).check_key(key)
+            }
+            fn max_value_bytes(&self) -> Option<usize> {
+                (**self).max_value_bytes()
             }
         }
     };

@@ -26,6 +26,7 @@ mod concurrency;
 mod contract;
 mod faults;
 mod merge;
+mod size;
 mod sweep;
 
 use crate::Result;
@@ -33,6 +34,7 @@ pub use concurrency::*;
 pub use contract::*;
 pub use faults::*;
 pub use merge::*;
+pub use size::*;
 pub use sweep::*;
 
 /// An expiry short enough to wait for, long enough to survive a slow round trip.
@@ -93,6 +95,9 @@ impl<S: Store, G: Send + Sync> Store for Guarded<S, G> {
     }
     fn check_key(&self, key: &str) -> Result<()> {
         self.store.check_key(key)
+    }
+    fn max_value_bytes(&self) -> Option<usize> {
+        self.store.max_value_bytes()
     }
 }
 
@@ -271,6 +276,8 @@ macro_rules! conformance_tests {
             concurrent_requests_merge,
             destroy_is_never_undone_by_merges,
             destroy_racing_merges_never_resurrects,
+            oversized_commit_writes_nothing,
+            oversized_stored_session_is_read,
         );
     };
 }
