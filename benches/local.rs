@@ -19,6 +19,7 @@ use server_session::store::{FileStore, MemoryStore, Store};
 use server_session::SessionManager;
 
 mod support;
+use support::merging::{bench_merging, MergeBench};
 use support::{cycle, paired_rounds, signed_config, stored_session};
 
 /// The memory floor: what the MemoryStore must do at least, a locked map read that copies the
@@ -88,6 +89,8 @@ fn memory(c: &mut Criterion) {
         "request cycle: open, get, insert, commit (MemoryStore, signed)",
         |b| b.iter(|| cycle(&manager, &header)),
     );
+    let merging = MergeBench::new("memory", "MemoryStore, signed", 60, 2000);
+    bench_merging(&mut group, &manager, &header, &merging);
     group.finish();
     paired_rounds(
         "memory",
@@ -115,6 +118,8 @@ fn file(c: &mut Criterion) {
         "request cycle: open, get, insert, commit (FileStore, signed)",
         |b| b.iter(|| cycle(&manager, &header)),
     );
+    let merging = MergeBench::new("file", "FileStore, signed", 60, 50);
+    bench_merging(&mut group, &manager, &header, &merging);
     group.finish();
     paired_rounds(
         "file",

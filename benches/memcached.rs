@@ -18,6 +18,7 @@ use std::time::UNIX_EPOCH;
 use criterion::{criterion_group, criterion_main, Criterion};
 use server_session::store::{MemcachedStore, Store};
 use server_session::SessionManager;
+use support::merging::{bench_merging, MergeBench};
 use support::{
     cycle, paired_rounds, server_url, signed_config, store_alone, stored_session, Group,
 };
@@ -119,6 +120,8 @@ fn request_cycle(c: &mut Criterion) {
     let name = "MemcachedStore load + save, no manager";
     store_alone(&mut group, name, manager.store(), &key, &value);
     memcache_crate(&mut group, &server, &key, &value);
+    let merging = MergeBench::new("memcached", "MemcachedStore", 60, 300);
+    bench_merging(&mut group, &manager, &header, &merging);
     group.finish();
     paired_rounds(
         "memcached",

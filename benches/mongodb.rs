@@ -20,6 +20,7 @@ use mongodb::bson::{doc, Binary, DateTime, Document};
 use mongodb::sync::Collection;
 use server_session::store::MongoStore;
 use server_session::SessionManager;
+use support::merging::{bench_merging, MergeBench};
 use support::{cycle, signed_config, stored_session};
 
 const DEFAULT_URL: &str = "mongodb://127.0.0.1:27017/?directConnection=true&retryWrites=false";
@@ -113,6 +114,8 @@ fn request_cycle(c: &mut Criterion) {
     group.bench_function("request cycle: open, get, insert, commit (signed)", |b| {
         b.iter(full)
     });
+    let merging = MergeBench::new("mongodb", "MongoStore, signed", 40, 5);
+    bench_merging(&mut group, &manager, &header, &merging);
     group.finish();
     print_paired_ratio(raw, full);
     collection.drop().run().expect("drop the bench collection");

@@ -15,6 +15,7 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use postgres::{Client, NoTls, Statement};
 use server_session::store::PostgresStore;
 use server_session::SessionManager;
+use support::merging::{bench_merging, MergeBench};
 use support::{cycle, paired_rounds, server_url, signed_config, stored_session};
 
 const URL_ENV: &str = "SERVER_SESSION_POSTGRES_URL";
@@ -43,6 +44,8 @@ fn request_cycle(c: &mut Criterion) {
         "request cycle: open, get, insert, commit (PostgresStore)",
         |b| b.iter(|| cycle(&manager, &header)),
     );
+    let merging = MergeBench::new("postgres", "PostgresStore", 40, 50);
+    bench_merging(&mut group, &manager, &header, &merging);
     let mut raw = Raw::new(&url);
     group.bench_function(
         "raw floor: SELECT + UPDATE (postgres client, prepared)",

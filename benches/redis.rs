@@ -36,6 +36,7 @@ fn request_cycle(c: &mut Criterion) {
         group: "redis",
         floor: "raw floor: GET + SET XX PXAT (redis crate, one connection)",
         cycle: "request cycle: open, get, insert, commit (RedisStore)",
+        label: "RedisStore",
         store_alone: Some("RedisStore load + save, no manager"),
     };
     bench_against_floor(c, store, connection(&url), names);

@@ -47,6 +47,7 @@ fn request_cycle(c: &mut Criterion) {
         group: "redis_cluster",
         floor: "raw floor: GET + SET XX PXAT (redis crate ClusterConnection)",
         cycle: "request cycle: open, get, insert, commit (RedisClusterStore)",
+        label: "RedisClusterStore",
         store_alone: None,
     };
     bench_against_floor(c, store, connection(&url), names);

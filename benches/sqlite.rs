@@ -19,6 +19,7 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use rusqlite::{params, Connection};
 use server_session::store::SqliteStore;
 use server_session::SessionManager;
+use support::merging::{bench_merging, MergeBench};
 use support::{cycle, signed_config, stored_session, Group};
 
 const FAR: &str = "2999-01-01 00:00:00.000000";
@@ -34,6 +35,9 @@ fn bench_cycle(group: &mut Group<'_>, path: &Path, index: bool) {
     let name =
         format!("request cycle: open, get, insert, commit (SqliteStore, expiry index {index})");
     group.bench_function(name, |b| b.iter(|| cycle(&manager, &header)));
+    let label = format!("SqliteStore, expiry index {index}");
+    let merging = MergeBench::new("sqlite", &label, 60, 300);
+    bench_merging(group, &manager, &header, &merging);
 }
 
 fn bench_floor(group: &mut Group<'_>, path: &Path, index: bool, fresh_expiry: bool) {

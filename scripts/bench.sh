@@ -6,7 +6,9 @@
 # 1. Criterion, pinned to CPU 0 together with every thread of the servers (design.md,
 #    "Benchmarking on these machines"): per store our full request cycle and its raw floor in
 #    the same run (benches/local.rs for memory and file, benches/<store>.rs for the servers),
-#    the cookie/signature/id micro-benchmarks (core) and the codecs (codec). Medians are read
+#    the same cycle with merging of concurrent changes off and a request whose commit merges
+#    once (benches/support/merging.rs, in every store bench), the cookie/signature/id
+#    micro-benchmarks (core) and the codecs (codec). Medians are read
 #    from criterion's estimates.json files under target/bench-run/criterion.
 # 2. Flask-Session 0.8's per-request session cost on the same servers (benches/flask/bench.py,
 #    Flask-Session from PyPI in a virtualenv under target/flask-bench/venv), also pinned.
@@ -71,6 +73,13 @@ def paired(store):
     text = log("local" if store in ("memory", "file") else store)
     m = re.search(rf"^{store} paired .*?(?:median paired ratio|ratio) ([0-9.]+)\s*$", text, re.M)
     return float(m.group(1)) if m else None
+
+def merging_paired(store):
+    text = log("local" if store in ("memory", "file") else store)
+    found = re.findall(rf"^{store} merging on/off paired rounds(?: \((.*?)\))?:.*?median paired ratio ([0-9.]+)\s*$",
+                       text, re.M)
+    preferred = [ratio for label, ratio in found if "index true" in label] or [r for _, r in found]
+    return float(preferred[0]) if preferred else None
 
 flask = {}
 if os.path.exists(f"{out}/flask.jsonl"):
@@ -173,6 +182,33 @@ p("than the ratio of two criterion medians measured seconds apart when the machi
 p("in-process stores the floor is a hash-map access or three file-system calls, so the memory ratio is")
 p("really the fixed per-request cost (HMAC verify + sign, codec, cookie formatting) over ~0.1 µs.")
 p()
+merge_rows = []
+for store in ORDER:
+    if store not in status or status[store][0] != "up":
+        continue
+    on, off = rows[store][0], medians.get(pick(store, "merging off", ("index true",)))
+    conflict = medians.get(pick(store, "conflicting commit", ("index true",)))
+    if off or conflict:
+        merge_rows.append((store, on, off, conflict))
+if merge_rows:
+    p("No lost updates (issue 13): the same request cycle with `merge_concurrent_changes` on (the default:")
+    p("the commit writes with `Store::replace`, over the bytes the request loaded) and off (a plain save),")
+    p("no conflict; target: on costs ≤ 3% over off on Redis, memcached, SQLite, PostgreSQL and files.")
+    p("*conflicting request*: a request whose stored session another request changed after it loaded it")
+    p("(the other request is not timed), so its commit is refused once, decodes the fresh copy, merges and")
+    p("writes again.")
+    p()
+    p("| store | merging on (median) | merging off (median) | on / off | paired on / off | conflicting request (median) | conflict / normal cycle |")
+    p("|---|---|---|---|---|---|---|")
+    for store, on, off, conflict in merge_rows:
+        ratio = f"{on / off:.3f}×" if on and off else "—"
+        pr = merging_paired(store)
+        cost = f"{conflict / on:.2f}×" if on and conflict else "—"
+        p(f"| {store} | {fmt(on)} | {fmt(off)} | {ratio} | {f'{pr:.3f}×' if pr else '—'} | {fmt(conflict)} | {cost} |")
+    p()
+    p("*paired on / off*: the median of the per-round ratios over alternating short rounds of the cycle")
+    p("with merging on and off, as for the floor.")
+    p()
 lines = []
 for store in ("memory", "file", "redis", "sqlite"):
     s = load_summary(store, "cookie")
@@ -217,7 +253,7 @@ for store in ORDER:
     for name in sorted(k for k in medians if k.startswith(store + "/")):
         p(f"| {name.split('/', 1)[1]} | {fmt(medians[name])} |")
     for line in log(store if store not in ("memory", "file") else "local").splitlines():
-        if line.startswith(f"{store} paired"):
+        if line.startswith((f"{store} paired", f"{store} merging")):
             p()
             p(f"`{line.strip()}`")
     p()

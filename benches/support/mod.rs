@@ -1,5 +1,6 @@
 //! What the store benches share: the signed config, a stored session, one request cycle, the
-//! store alone, and paired rounds of the cycle and its raw floor.
+//! store alone, paired rounds of the cycle and its raw floor, and the cycle with merging on vs
+//! off and with a conflicting commit (`merging`).
 #![allow(dead_code)] // each bench uses only part of it
 
 use std::hint::black_box;
@@ -10,6 +11,7 @@ use criterion::BenchmarkGroup;
 use server_session::store::Store;
 use server_session::{Config, SessionManager};
 
+pub mod merging;
 #[cfg(feature = "redis")]
 pub mod redis_floor;
 
@@ -25,12 +27,19 @@ pub fn server_url(env: &str, bench: &str) -> Option<String> {
     url
 }
 
-/// Signed cookies, store keys starting with `key_prefix`.
+/// Signed cookies, store keys starting with `key_prefix`, merging concurrent changes (the
+/// default).
 pub fn signed_config(key_prefix: &str) -> Config {
+    signed_config_merging(key_prefix, true)
+}
+
+/// [`signed_config`] with merging of concurrent changes on or off.
+pub fn signed_config_merging(key_prefix: &str, merge: bool) -> Config {
     Config::builder()
         .use_signer(true)
         .secret_key("bench-secret-key")
         .key_prefix(key_prefix)
+        .merge_concurrent_changes(merge)
         .build()
         .expect("valid config")
 }
@@ -97,28 +106,64 @@ pub fn paired_rounds(
     name: &str,
     rounds: usize,
     per_round: u32,
-    mut cycle: impl FnMut(),
-    mut floor: impl FnMut(),
+    cycle: impl FnMut(),
+    floor: impl FnMut(),
 ) {
-    let time = |f: &mut dyn FnMut()| {
-        let start = Instant::now();
-        (0..per_round).for_each(|_| f());
-        start.elapsed().as_secs_f64() * 1e6 / f64::from(per_round)
-    };
-    let (mut cycles, mut floors) = (Vec::new(), Vec::new());
-    for _ in 0..rounds {
-        cycles.push(time(&mut cycle));
-        floors.push(time(&mut floor));
-    }
-    let mut ratios: Vec<f64> = cycles.iter().zip(&floors).map(|(c, f)| c / f).collect();
-    ratios.sort_by(f64::total_cmp);
-    let best = |v: &[f64]| v.iter().copied().fold(f64::MAX, f64::min);
+    let paired = Paired::run(rounds, per_round, cycle, floor);
     println!(
         "{name} paired rounds: best cycle {:.2} us, best floor {:.2} us, ratio of bests {:.3}, \
          median paired ratio {:.3}",
-        best(&cycles),
-        best(&floors),
-        best(&cycles) / best(&floors),
-        ratios[rounds / 2]
+        best(&paired.first),
+        best(&paired.second),
+        best(&paired.first) / best(&paired.second),
+        paired.median_ratio()
     );
+}
+
+/// Microseconds per call of two functions timed in alternating rounds.
+pub struct Paired {
+    pub first: Vec<f64>,
+    pub second: Vec<f64>,
+}
+
+impl Paired {
+    /// `rounds` rounds of `per_round` calls of `first`, each followed by as many of `second`.
+    pub fn run(
+        rounds: usize,
+        per_round: u32,
+        mut first: impl FnMut(),
+        mut second: impl FnMut(),
+    ) -> Self {
+        let time = |f: &mut dyn FnMut()| {
+            let start = Instant::now();
+            (0..per_round).for_each(|_| f());
+            start.elapsed().as_secs_f64() * 1e6 / f64::from(per_round)
+        };
+        let mut paired = Self {
+            first: Vec::new(),
+            second: Vec::new(),
+        };
+        for _ in 0..rounds {
+            paired.first.push(time(&mut first));
+            paired.second.push(time(&mut second));
+        }
+        paired
+    }
+
+    /// The median over the rounds of first / second.
+    pub fn median_ratio(&self) -> f64 {
+        let mut ratios: Vec<f64> = self
+            .first
+            .iter()
+            .zip(&self.second)
+            .map(|(a, b)| a / b)
+            .collect();
+        ratios.sort_by(f64::total_cmp);
+        ratios[ratios.len() / 2]
+    }
+}
+
+/// The smallest of `times`.
+pub fn best(times: &[f64]) -> f64 {
+    times.iter().copied().fold(f64::MAX, f64::min)
 }

@@ -9,6 +9,7 @@ use redis::ConnectionLike;
 use server_session::store::Store;
 use server_session::SessionManager;
 
+use super::merging::{bench_merging, MergeBench};
 use super::{cycle, paired_rounds, signed_config, store_alone, stored_session};
 
 /// The criterion names of a Redis store's benches.
@@ -17,6 +18,8 @@ pub struct BenchNames {
     pub group: &'static str,
     pub floor: &'static str,
     pub cycle: &'static str,
+    /// The store in the names of the merging benches.
+    pub label: &'static str,
     /// The store's load + save without the manager, when measured.
     pub store_alone: Option<&'static str>,
 }
@@ -39,6 +42,8 @@ pub fn bench_against_floor<S: Store, C: ConnectionLike>(
     if let Some(name) = names.store_alone {
         store_alone(&mut group, name, manager.store(), &key, &floor.value);
     }
+    let merging = MergeBench::new(names.group, names.label, 60, 200);
+    bench_merging(&mut group, &manager, &header, &merging);
     group.finish();
     let session_cycle = || cycle(&manager, &header);
     paired_rounds(names.group, 60, 200, session_cycle, || floor.cycle());
