@@ -1,6 +1,7 @@
 //! What the builders of the networked stores (Redis, Redis Cluster, memcached) share: their
 //! plain setters and the check that no timeout is zero.
 
+#[cfg(feature = "redis")]
 use std::time::Duration;
 
 /// Builder setters that store their argument in a field and return the builder, each with the
@@ -28,6 +29,7 @@ macro_rules! setters {
 pub(super) use setters;
 
 /// The name of the first zero duration in `timeouts`, which the builders refuse.
+#[cfg(feature = "redis")]
 pub(super) fn zero_timeout(timeouts: &[(&'static str, Duration)]) -> Option<&'static str> {
     timeouts
         .iter()
