@@ -14,7 +14,7 @@ mod support;
 use criterion::{criterion_group, criterion_main, Criterion};
 use redis::cluster::{ClusterClient, ClusterConnection};
 use redis::io::tcp::TcpSettings;
-use server_session::store::RedisClusterStore;
+use server_session::store::{ConnectionSettings, RedisClusterStore};
 use support::redis_floor::{bench_against_floor, BenchNames};
 use support::server_url;
 
@@ -40,7 +40,10 @@ fn request_cycle(c: &mut Criterion) {
     };
     let store = RedisClusterStore::builder()
         .url(url.as_str())
-        .pool_size(2)
+        .connection(ConnectionSettings {
+            max_connections: 2,
+            ..ConnectionSettings::default()
+        })
         .build()
         .expect("store");
     let names = BenchNames {

@@ -12,12 +12,12 @@ mod common;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::{assert_each_fails_within, NamedOp};
-use server_session::store::conformance::{service_unavailable, unique_prefix};
-use server_session::store::{MemcachedError, MemcachedStore, Store};
-use server_session::{conformance_tests, Config, Error, SessionManager};
+use server_session::store::conformance::{self, service_unavailable, unique_prefix, SilentServer};
+use server_session::store::{ConnectionSettings, MemcachedError, MemcachedStore, Store};
+use server_session::{conformance_tests, Config, Error, ErrorKind, SessionManager};
 
 const URL_ENV: &str = "SERVER_SESSION_MEMCACHED_URL";
 
@@ -173,7 +173,10 @@ fn server_side_too_large_is_typed_and_recoverable() {
         let store = MemcachedStore::builder()
             .url(url().unwrap())
             .max_value_size(64 << 20)
-            .pool_size(1)
+            .connection(ConnectionSettings {
+                max_connections: 1,
+                ..ConnectionSettings::default()
+            })
             .build()
             .unwrap();
         let key = format!("{prefix}big");
@@ -191,7 +194,16 @@ fn server_side_too_large_is_typed_and_recoverable() {
 
 /// A store whose server does not exist: every check below must fail before any I/O.
 fn nowhere() -> MemcachedStore {
-    MemcachedStore::open("memcache://127.0.0.1:1").unwrap()
+    lazy("memcache://127.0.0.1:1")
+}
+
+/// A store on `url` built without the start-up check.
+fn lazy(url: &str) -> MemcachedStore {
+    MemcachedStore::builder()
+        .url(url)
+        .startup_check(false)
+        .build()
+        .unwrap()
 }
 
 #[test]
@@ -242,24 +254,128 @@ fn unreachable_server_is_a_typed_error_within_the_timeout() {
     assert_fails_fast(&nowhere(), Duration::from_secs(2));
 }
 
-/// A server that accepts connections but never answers: the read timeout bounds every
-/// operation.
+/// Against a server that accepts connections and never answers, and a closed port: the
+/// start-up check fails the build within the connect plus the I/O timeout, and every operation
+/// of a store built without it within the same bound.
 #[test]
-fn silent_server_is_a_typed_error_within_the_timeout() {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        let mut held = Vec::new();
-        for stream in listener.incoming() {
-            held.push(stream); // accept, then say nothing
-        }
-    });
+fn silent_or_absent_servers_fail_within_the_timeouts() {
+    let timeout = Duration::from_millis(200);
+    let build = |addr, check| {
+        MemcachedStore::builder()
+            .url(format!("memcache://{addr}"))
+            .connection(conformance::fault_settings(timeout))
+            .startup_check(check)
+            .build()
+    };
+    let limit = timeout * 2 + Duration::from_millis(150);
+    conformance::every_wait_bounded(build, limit, limit);
+}
+
+/// The errors of a silent server and a closed port name the server and the cause.
+#[test]
+fn unreachable_servers_are_named_with_the_cause() {
+    let build = |addr| {
+        MemcachedStore::builder()
+            .url(format!("memcache://{addr}"))
+            .connection(conformance::fault_settings(Duration::from_millis(100)))
+            .build()
+    };
+    let silent = "no answer within the I/O timeout (100ms)";
+    conformance::unreachable_servers_are_named(build, "memcached", silent);
+}
+
+/// memcached URLs carry no credentials; one that does is refused without printing the
+/// password, and the builder's `Debug` hides it too.
+#[test]
+fn the_password_is_never_printed() {
+    let builder = MemcachedStore::builder().url("memcache://app:hunter2@127.0.0.1:11211");
+    let shown = format!("{builder:?}");
+    assert!(shown.contains("app:***@127.0.0.1"), "{shown}");
+    let err = builder.build().unwrap_err();
+    assert!(matches!(err, Error::Config(_)), "{err:?}");
+    assert!(!err.to_string().contains("hunter2"), "{err}");
+}
+
+/// Settings with a zero or absurd timeout or connection count are a configuration error.
+#[test]
+fn connection_settings_are_validated() {
+    let build = |settings| {
+        MemcachedStore::builder()
+            .url("memcache://127.0.0.1:1")
+            .connection(settings)
+            .startup_check(false)
+            .build()
+    };
+    for settings in [
+        ConnectionSettings {
+            io_timeout: Duration::ZERO,
+            ..ConnectionSettings::default()
+        },
+        ConnectionSettings {
+            connect_timeout: Duration::from_secs(3600),
+            ..ConnectionSettings::default()
+        },
+        ConnectionSettings {
+            max_connections: 0,
+            ..ConnectionSettings::default()
+        },
+    ] {
+        assert!(
+            matches!(build(settings), Err(Error::Config(_))),
+            "{settings:?}"
+        );
+    }
+}
+
+/// `max_connections` caps the connections open to a server, idle or busy: with all of them
+/// stalled on a silent server, the next operation opens none and fails after the checkout
+/// timeout with `ErrorKind::Unavailable`.
+#[test]
+fn max_connections_is_a_total_cap_with_a_bounded_wait() {
+    let silent = SilentServer::start();
     let store = MemcachedStore::builder()
-        .url(format!("memcache://127.0.0.1:{port}"))
-        .read_timeout(Duration::from_millis(300))
+        .url(format!("memcache://{}", silent.addr()))
+        .connection(ConnectionSettings {
+            io_timeout: Duration::from_millis(800),
+            checkout_timeout: Duration::from_millis(200),
+            max_connections: 2,
+            ..ConnectionSettings::default()
+        })
+        .startup_check(false)
         .build()
         .unwrap();
-    assert_fails_fast(&store, Duration::from_millis(1000));
+    std::thread::scope(|scope| {
+        let stalled: Vec<_> = (0..2)
+            .map(|_| scope.spawn(|| store.load("k").map(drop)))
+            .collect();
+        std::thread::sleep(Duration::from_millis(100));
+        let start = Instant::now();
+        let err = store.load("k").unwrap_err();
+        let waited = start.elapsed();
+        assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
+        assert!(
+            matches!(
+                memcached_error(&err),
+                Some(MemcachedError::PoolTimeout { max: 2, .. })
+            ),
+            "{err:?}"
+        );
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "memcached {}: all 2 connections stayed busy for the checkout timeout (200ms)",
+                silent.addr()
+            )
+        );
+        assert!(
+            (Duration::from_millis(200)..Duration::from_millis(500)).contains(&waited),
+            "{waited:?}"
+        );
+        for op in stalled {
+            assert!(op.join().unwrap().is_err());
+        }
+    });
+    assert_eq!(silent.connections(), 2, "never more than max_connections");
 }
 
 fn assert_fails_fast(store: &MemcachedStore, limit: Duration) {
@@ -293,7 +409,7 @@ fn closed_pooled_connection_is_replaced() {
             }
         }
     });
-    let store = MemcachedStore::open(&format!("memcache://127.0.0.1:{port}")).unwrap();
+    let store = lazy(&format!("memcache://127.0.0.1:{port}"));
     for _ in 0..3 {
         assert_eq!(store.load("k").unwrap(), None);
         std::thread::sleep(Duration::from_millis(50));
@@ -344,7 +460,7 @@ fn serve_recording(mut reader: BufReader<TcpStream>, log: &Mutex<Vec<String>>) {
 fn keys_spread_over_servers() {
     let (a, seen_a) = recording_server();
     let (b, seen_b) = recording_server();
-    let store = MemcachedStore::open(&format!("memcache://127.0.0.1:{a},127.0.0.1:{b}")).unwrap();
+    let store = lazy(&format!("memcache://127.0.0.1:{a},127.0.0.1:{b}"));
     let keys: Vec<String> = (0..100).map(|i| format!("session:{i}")).collect();
     for key in &keys {
         assert!(store.create(key, b"v", in_secs(60)).unwrap());
@@ -376,7 +492,7 @@ fn memcached_error(err: &Error) -> Option<&MemcachedError> {
 /// on every request.
 #[test]
 fn a_key_prefix_with_a_space_is_refused_at_start_up() {
-    let store = MemcachedStore::open("memcache://127.0.0.1:1").unwrap();
+    let store = nowhere();
     let config = Config::builder().key_prefix("my app:").build().unwrap();
     let built = SessionManager::new(store, config);
     assert!(

@@ -18,8 +18,8 @@ use std::time::{Duration, Instant, SystemTime};
 use cluster_support::{
     kill, lock_exclusive, lock_shared, nodes, restore, steady, RestoreOnDrop, Steady,
 };
-use server_session::store::conformance::{service_unavailable, unique_prefix};
-use server_session::store::{MemcachedStore, Store};
+use server_session::store::conformance::{self, service_unavailable, unique_prefix};
+use server_session::store::{ConnectionSettings, MemcachedStore, Store};
 use server_session::{conformance_tests, Config, SessionManager};
 
 const URL_ENV: &str = "SERVER_SESSION_MEMCACHED_CLUSTER_URL";
@@ -268,8 +268,12 @@ fn hung_server_costs_one_timeout_per_backoff() {
     let build = |backoff: Duration| {
         MemcachedStore::builder()
             .url(format!("memcache://{live},{}", hung_server()))
-            .read_timeout(Duration::from_millis(300))
+            .connection(ConnectionSettings {
+                io_timeout: Duration::from_millis(300),
+                ..ConnectionSettings::default()
+            })
             .dead_server_backoff(backoff)
+            .startup_check(false)
             .build()
             .unwrap()
     };
@@ -297,4 +301,21 @@ fn hung_server_costs_one_timeout_per_backoff() {
          after waiting the timeout",
         created.2, loads.2, loads.0
     );
+}
+
+/// With two servers, one silent or refusing and the other refusing: the start-up check fails
+/// the build and every operation fails, each within the connect plus the I/O timeout of both
+/// servers (the next server is tried after one that cannot be reached).
+#[test]
+fn two_unreachable_servers_fail_within_the_timeouts() {
+    let timeout = Duration::from_millis(200);
+    let build = |addr, check| {
+        MemcachedStore::builder()
+            .url(format!("memcache://{addr},{}", conformance::closed_port()))
+            .connection(conformance::fault_settings(timeout))
+            .startup_check(check)
+            .build()
+    };
+    let limit = timeout * 4 + Duration::from_millis(150);
+    conformance::every_wait_bounded(build, limit, limit);
 }

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::{free_port, read_resp_command, RedisServer};
 use server_session::store::conformance::{self, service_unavailable, unique_prefix};
-use server_session::store::{RedisStore, Store};
+use server_session::store::{ConnectionSettings, RedisStore, Store};
 use server_session::{conformance_tests, Config, Error, SessionManager};
 
 const URL_ENV: &str = "SERVER_SESSION_REDIS_URL";
@@ -171,17 +171,15 @@ fn manager_stores_flask_session_entry() {
 }
 
 /// Against a server that accepts connections and never answers, and a closed port: the
-/// start-up check fails the build within twice the connect timeout plus the read timeout, and
+/// start-up check fails the build within twice the connect timeout plus the I/O timeout, and
 /// a store built without it fails every operation within the checkout timeout.
 #[test]
 fn silent_or_absent_servers_fail_within_the_timeouts() {
     let timeout = Duration::from_millis(200);
     let build = |addr, check| {
         RedisStore::builder()
-            .url(format!("redis://{addr}/"))
-            .connect_timeout(timeout)
-            .read_timeout(timeout)
-            .checkout_timeout(timeout)
+            .url(format!("redis://:hunter2@{addr}/"))
+            .connection(conformance::fault_settings(timeout))
             .startup_check(check)
             .build()
     };
@@ -259,8 +257,11 @@ fn stalling_server() -> u16 {
 fn read_timeout_fails_the_operation_and_never_reads_the_late_reply() {
     let store = RedisStore::builder()
         .url(format!("redis://127.0.0.1:{}/", stalling_server()))
-        .read_timeout(Duration::from_millis(200))
-        .pool_size(1)
+        .connection(ConnectionSettings {
+            io_timeout: Duration::from_millis(200),
+            max_connections: 1,
+            ..ConnectionSettings::default()
+        })
         .build()
         .unwrap();
     let start = Instant::now();

@@ -18,8 +18,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use cluster_support::{nodes, steady, Steady};
 use common::{assert_each_fails_within, read_resp_command, NamedOp};
-use server_session::store::conformance::{service_unavailable, unique_prefix};
-use server_session::store::{RedisClusterStore, Store};
+use server_session::store::conformance::{self, service_unavailable, unique_prefix};
+use server_session::store::{ConnectionSettings, RedisClusterStore, Store};
 use server_session::{conformance_tests, Config, Error, SessionManager};
 
 const URL_ENV: &str = "SERVER_SESSION_REDIS_CLUSTER_URL";
@@ -31,7 +31,10 @@ fn url() -> Option<String> {
 fn cluster_store() -> Option<Steady<RedisClusterStore>> {
     let store = RedisClusterStore::builder()
         .url(url()?)
-        .pool_size(8)
+        .connection(ConnectionSettings {
+            max_connections: 8,
+            ..ConnectionSettings::default()
+        })
         .build()
         .expect("a valid SERVER_SESSION_REDIS_CLUSTER_URL");
     Some(steady(store))
@@ -158,12 +161,74 @@ fn assert_fails_fast(store: &RedisClusterStore, limit: Duration, timeout: bool) 
     });
 }
 
-/// Nothing listens on the seed's port: every operation fails with a typed error within the
-/// 1-second checkout timeout, without a panic or a hang.
+/// Nothing listens on the seeds' ports: with the default settings every operation fails with
+/// a typed error within the 1-second checkout timeout, without a panic or a hang.
 #[test]
 fn unreachable_cluster_is_a_typed_error_within_the_timeout() {
-    let store = RedisClusterStore::open("redis+cluster://127.0.0.1:1,127.0.0.1:2").unwrap();
+    let store = RedisClusterStore::builder()
+        .url("redis+cluster://127.0.0.1:1,127.0.0.1:2")
+        .startup_check(false)
+        .build()
+        .unwrap();
     assert_fails_fast(&store, Duration::from_millis(1500), false);
+}
+
+/// Against a seed that accepts connections and never answers, and a closed port: the start-up
+/// check fails the build within twice the connect timeout plus the I/O timeout, and a store
+/// built without it fails every operation within the checkout timeout.
+#[test]
+fn silent_or_absent_seeds_fail_within_the_timeouts() {
+    let timeout = Duration::from_millis(200);
+    let build = |addr, check| {
+        RedisClusterStore::builder()
+            .url(format!("redis+cluster://:hunter2@{addr}"))
+            .connection(conformance::fault_settings(timeout))
+            .startup_check(check)
+            .build()
+    };
+    let margin = Duration::from_millis(150);
+    conformance::every_wait_bounded(build, timeout * 3 + margin, timeout + margin);
+}
+
+/// The errors of a silent seed and a closed port name the seed and the cause, never the
+/// password.
+#[test]
+fn unreachable_seeds_are_named_with_the_cause() {
+    let build = |addr| {
+        RedisClusterStore::builder()
+            .url(format!("redis+cluster://:hunter2@{addr}"))
+            .connection(conformance::fault_settings(Duration::from_millis(100)))
+            .build()
+    };
+    conformance::unreachable_servers_are_named(
+        build,
+        "redis cluster",
+        "no answer within the timeout",
+    );
+}
+
+/// The password of the URL is in neither the builder's `Debug` nor the error of a build the
+/// cluster refuses.
+#[test]
+fn the_password_is_never_printed() {
+    let builder = RedisClusterStore::builder().url("redis+cluster://app:hunter2@127.0.0.1:1");
+    let shown = format!("{builder:?}");
+    assert!(shown.contains("app:***@127.0.0.1"), "{shown}");
+    assert!(!shown.contains("hunter2"), "{shown}");
+    let err = builder.build().unwrap_err().to_string();
+    assert_eq!(err, "redis cluster 127.0.0.1:1: connection refused");
+    let Some(url) = url() else {
+        return service_unavailable("the_password_is_never_printed");
+    };
+    let secret = url.replacen("redis+cluster://", "redis+cluster://nobody:hunter2@", 1);
+    let err = RedisClusterStore::open(&secret)
+        .map(drop)
+        .unwrap_err()
+        .to_string();
+    assert!(!err.contains("hunter2"), "{err}");
+    let invalid = RedisClusterStore::open("redis+cluster://:hunter2@a:1/0").map(drop);
+    let err = invalid.unwrap_err().to_string();
+    assert!(err.contains(":***@") && !err.contains("hunter2"), "{err}");
 }
 
 /// A one-node fake cluster that owns every slot and answers the handshake, `PING` and
@@ -195,13 +260,16 @@ fn stalling_node() -> u16 {
 }
 
 /// A node that stops answering: each operation fails with a typed timeout after
-/// `(retries + 1) × read_timeout`, and the store keeps working for the next one.
+/// `(retries + 1) × io_timeout`, and the store keeps working for the next one.
 #[test]
-fn stalled_node_is_a_typed_timeout_within_retries_times_read_timeout() {
+fn stalled_node_is_a_typed_timeout_within_retries_times_io_timeout() {
     let store = RedisClusterStore::builder()
         .url(format!("redis+cluster://127.0.0.1:{}", stalling_node()))
-        .read_timeout(Duration::from_millis(200))
-        .pool_size(1)
+        .connection(ConnectionSettings {
+            io_timeout: Duration::from_millis(200),
+            max_connections: 1,
+            ..ConnectionSettings::default()
+        })
         .build()
         .unwrap();
     assert_fails_fast(&store, Duration::from_millis(700), true);

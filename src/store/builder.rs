@@ -1,7 +1,5 @@
-//! What the builders of the networked stores (Redis, Redis Cluster, memcached) share: their
-//! plain setters and the check that no timeout is zero.
-
-use std::time::Duration;
+//! What the builders of the networked stores share: their plain setters. (Connection settings
+//! are one value, [`ConnectionSettings`](super::ConnectionSettings), on every builder.)
 
 /// Builder setters that store their argument in a field and return the builder, each with the
 /// documentation written above it:
@@ -9,8 +7,8 @@ use std::time::Duration;
 /// ```text
 /// impl FooBuilder {
 ///     setters! {
-///         /// How long a command may wait for its reply. Default: 2 seconds.
-///         read_timeout(timeout: Duration) => read_timeout;
+///         /// How many times a command is retried. Default: 1.
+///         retries(retries: u32) => retries;
 ///     }
 /// }
 /// ```
@@ -26,11 +24,3 @@ macro_rules! setters {
     };
 }
 pub(super) use setters;
-
-/// The name of the first zero duration in `timeouts`, which the builders refuse.
-pub(super) fn zero_timeout(timeouts: &[(&'static str, Duration)]) -> Option<&'static str> {
-    timeouts
-        .iter()
-        .find(|(_, timeout)| timeout.is_zero())
-        .map(|(name, _)| *name)
-}

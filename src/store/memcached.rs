@@ -5,12 +5,14 @@ use std::io;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::builder::{setters, zero_timeout};
-use super::{Replaced, Store};
+use super::builder::setters;
+use super::redact::SecretUrl;
+use super::{ConnectionSettings, Replaced, Store};
 use crate::{Error, ErrorKind, Result, StoreError};
 use server::{Cas, Conn, Exchange, Server};
 
 mod health;
+mod pool;
 mod server;
 
 const DEFAULT_SERVER: &str = "127.0.0.1:11211";
@@ -55,21 +57,50 @@ pub enum MemcachedError {
         /// The value's length in bytes.
         len: usize,
     },
+    /// All `max_connections` to the server stayed busy for the whole checkout timeout.
+    PoolTimeout {
+        /// The server, as `host:port`.
+        server: String,
+        /// The most connections the store opens to it.
+        max: usize,
+        /// How long the operation waited.
+        timeout: Duration,
+    },
+}
+
+impl MemcachedError {
+    /// The server the error came from, if it is known.
+    fn server(&self) -> Option<&str> {
+        match self {
+            Self::Io { server, .. } | Self::Server { server, .. } => Some(server),
+            Self::PoolTimeout { server, .. } => Some(server),
+            Self::ValueTooLarge { .. } => None,
+        }
+    }
+
+    /// What went wrong, in the words an operator searches for.
+    fn cause(&self) -> String {
+        match self {
+            Self::Io { source, .. } if source.kind() == io::ErrorKind::ConnectionRefused => {
+                "connection refused".to_owned()
+            }
+            Self::Io { source, .. } => source.to_string(),
+            Self::Server { reply, .. } => format!("answered {reply:?}"),
+            Self::ValueTooLarge { len } => {
+                format!("a value of {len} bytes is over the memcached item size limit")
+            }
+            Self::PoolTimeout { max, timeout, .. } => {
+                format!("all {max} connections stayed busy for the checkout timeout ({timeout:?})")
+            }
+        }
+    }
 }
 
 impl fmt::Display for MemcachedError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Io { server, .. } => write!(f, "memcached server {server} unreachable"),
-            Self::Server { server, reply } => {
-                write!(f, "memcached server {server} answered {reply:?}")
-            }
-            Self::ValueTooLarge { len } => {
-                write!(
-                    f,
-                    "a value of {len} bytes is over the memcached item size limit"
-                )
-            }
+        match self.server() {
+            Some(server) => write!(f, "memcached server {server}: {}", self.cause()),
+            None => f.write_str(&self.cause()),
         }
     }
 }
@@ -80,9 +111,14 @@ impl From<MemcachedError> for Error {
             MemcachedError::Io { source, .. } => ErrorKind::of_io(source),
             MemcachedError::Server { .. } => ErrorKind::Other,
             MemcachedError::ValueTooLarge { .. } => ErrorKind::Rejected,
+            MemcachedError::PoolTimeout { .. } => ErrorKind::Unavailable,
         };
-        let cause = e.to_string();
-        Error::Store(StoreError::new("memcached", kind, e).with_cause(cause))
+        let (cause, server) = (e.cause(), e.server().map(str::to_owned));
+        let error = StoreError::new("memcached", kind, e).with_cause(cause);
+        Error::Store(match server {
+            Some(server) => error.with_target(server),
+            None => error,
+        })
     }
 }
 
@@ -90,45 +126,44 @@ impl std::error::Error for MemcachedError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Self::Io { source, .. } => Some(source),
-            Self::Server { .. } | Self::ValueTooLarge { .. } => None,
+            Self::Server { .. } | Self::ValueTooLarge { .. } | Self::PoolTimeout { .. } => None,
         }
     }
 }
 
 /// Configures and builds a [`MemcachedStore`]; every setting has a documented default and no
-/// timeout is ever unlimited.
+/// wait is ever unlimited (see [`connection`](Self::connection)).
 ///
-/// ```
+/// ```no_run
 /// use std::time::Duration;
-/// use server_session::store::MemcachedStore;
+/// use server_session::store::{ConnectionSettings, MemcachedStore};
 ///
 /// let store = MemcachedStore::builder()
 ///     .url("memcache://10.0.0.5:11211,10.0.0.6:11211")
-///     .read_timeout(Duration::from_millis(500))
-///     .build()?; // no I/O yet: connections are opened on first use
+///     .connection(ConnectionSettings {
+///         io_timeout: Duration::from_millis(500),
+///         ..ConnectionSettings::default()
+///     })
+///     .build()?; // sends `version` to each server: a wrong URL fails here, not on a request
 /// # Ok::<(), server_session::Error>(())
 /// ```
 #[derive(Debug, Clone)]
 pub struct MemcachedStoreBuilder {
-    url: Option<String>,
-    connect_timeout: Duration,
-    read_timeout: Duration,
-    write_timeout: Duration,
-    pool_size: usize,
+    url: Option<SecretUrl>,
+    settings: ConnectionSettings,
     max_value_size: usize,
     dead_server_backoff: Duration,
+    startup_check: bool,
 }
 
 impl Default for MemcachedStoreBuilder {
     fn default() -> Self {
         Self {
             url: None,
-            connect_timeout: Duration::from_secs(1),
-            read_timeout: Duration::from_secs(2),
-            write_timeout: Duration::from_secs(2),
-            pool_size: 16,
+            settings: ConnectionSettings::default(),
             max_value_size: 1 << 20,
             dead_server_backoff: Duration::from_secs(5),
+            startup_check: true,
         }
     }
 }
@@ -136,7 +171,8 @@ impl Default for MemcachedStoreBuilder {
 impl MemcachedStoreBuilder {
     /// The servers, as `memcache://host[:port][,host[:port]...]` (port 11211 when omitted;
     /// IPv6 hosts in brackets). Default: `memcache://127.0.0.1:11211`, with a `log` info line
-    /// saying so.
+    /// saying so. Credentials are refused (memcached's text protocol has none), and never
+    /// printed: `Debug` and the error show `***` instead of a password.
     ///
     /// With several servers each key lives on one of them, chosen by rendezvous hashing of the
     /// `host:port` names: stable across restarts, but not the distribution Python's clients
@@ -146,45 +182,59 @@ impl MemcachedStoreBuilder {
     /// let builder = server_session::store::MemcachedStore::builder().url("memcache://cache:11211");
     /// ```
     pub fn url(mut self, url: impl Into<String>) -> Self {
-        self.url = Some(url.into());
+        self.url = Some(SecretUrl::new(url));
+        self
+    }
+
+    /// How the store connects, waits and pools, per server: see [`ConnectionSettings`] for the
+    /// meaning and the defaults (connect 1 s, I/O 2 s, checkout 1 s, 16 connections).
+    ///
+    /// - `connect_timeout` bounds the TCP connect;
+    /// - `io_timeout` bounds each send and each read of a reply; a connection that timed out
+    ///   is closed, never reused;
+    /// - `max_connections` is the most connections open to each server, idle or busy;
+    /// - `checkout_timeout` is how long an operation waits for one of them when all are busy,
+    ///   before it fails with [`MemcachedError::PoolTimeout`], of kind
+    ///   [`ErrorKind::Unavailable`](crate::ErrorKind::Unavailable).
+    ///
+    /// An operation thus takes at most the checkout timeout, plus the connect timeout when it
+    /// opens a connection, plus the I/O timeout of each send and reply (and once more after a
+    /// pooled connection the server had closed, or on the next server after one that cannot
+    /// be reached).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use server_session::store::{ConnectionSettings, MemcachedStore};
+    /// let builder = MemcachedStore::builder().connection(ConnectionSettings {
+    ///     max_connections: 32,
+    ///     ..ConnectionSettings::default()
+    /// });
+    /// ```
+    pub fn connection(mut self, settings: ConnectionSettings) -> Self {
+        self.settings = settings;
+        self
+    }
+
+    /// Whether [`build`](Self::build) sends `version` to every server, each in turn, before it
+    /// returns, so that a wrong host or port fails the build with its cause
+    /// (`memcached 127.0.0.1:1: connection refused`) instead of every request later. Default:
+    /// `true`. Turn it off to start while a server is still coming up (requests for its keys
+    /// then fail, or go to the next server, until it answers).
+    ///
+    /// ```
+    /// // Builds at once, even though nothing listens on port 1.
+    /// let store = server_session::store::MemcachedStore::builder()
+    ///     .url("memcache://127.0.0.1:1")
+    ///     .startup_check(false)
+    ///     .build();
+    /// assert!(store.is_ok());
+    /// ```
+    pub fn startup_check(mut self, check: bool) -> Self {
+        self.startup_check = check;
         self
     }
 
     setters! {
-        /// How long opening a TCP connection may take. Default: 1 second.
-        ///
-        /// ```
-        /// # use std::time::Duration;
-        /// let builder = server_session::store::MemcachedStore::builder().connect_timeout(Duration::from_millis(250));
-        /// ```
-        connect_timeout(timeout: Duration) => connect_timeout;
-
-        /// How long a command may wait for (each part of) its reply. Default: 2 seconds. A
-        /// connection that timed out is closed, never reused.
-        ///
-        /// ```
-        /// # use std::time::Duration;
-        /// let builder = server_session::store::MemcachedStore::builder().read_timeout(Duration::from_secs(1));
-        /// ```
-        read_timeout(timeout: Duration) => read_timeout;
-
-        /// How long sending a command may block. Default: 2 seconds.
-        ///
-        /// ```
-        /// # use std::time::Duration;
-        /// let builder = server_session::store::MemcachedStore::builder().write_timeout(Duration::from_secs(1));
-        /// ```
-        write_timeout(timeout: Duration) => write_timeout;
-
-        /// The most idle connections kept open per server. Default: 16; size it to the number
-        /// of worker threads. More requests than this at once open extra connections, closed
-        /// after use.
-        ///
-        /// ```
-        /// let builder = server_session::store::MemcachedStore::builder().pool_size(32);
-        /// ```
-        pool_size(size: usize) => pool_size;
-
         /// The largest value sent to the server; larger ones fail with
         /// [`MemcachedError::ValueTooLarge`] without any I/O. Default: 1 MiB, memcached's default
         /// item size limit. Raise it together with the server's `-I`.
@@ -202,7 +252,7 @@ impl MemcachedStoreBuilder {
         /// on its keys fail while it is down). A single server is never left out.
         ///
         /// "Cannot be reached" means that no connection could be opened to it within the connect
-        /// timeout, or that a freshly opened one failed (reset, or no reply within the read
+        /// timeout, or that a freshly opened one failed (reset, or no reply within the I/O
         /// timeout). A timeout on a connection that had worked before fails only that operation.
         ///
         /// ```
@@ -214,16 +264,21 @@ impl MemcachedStoreBuilder {
         dead_server_backoff(backoff: Duration) => dead_server_backoff;
     }
 
-    /// Validates the settings and the URL. No connection is opened here: a server that is down
-    /// is reported by the first store operation.
+    /// Validates the settings and the URL, then runs the start-up check (unless turned off).
     ///
-    /// Errors: [`Error::Config`] for a URL that is not `memcache://` servers, or a zero
-    /// timeout, pool size or value size.
+    /// Errors: [`Error::Config`] for a URL that is not `memcache://` servers (shown without
+    /// its password), a zero or absurd timeout or connection count, or a zero value size;
+    /// [`Error::Store`] naming the server and the cause when the check fails
+    /// (`memcached 127.0.0.1:1: connection refused`, `... no answer within the I/O timeout
+    /// (2s)`), within the connect plus the I/O timeout per server.
     ///
     /// ```
     /// use server_session::{store::MemcachedStore, Error};
     /// let err = MemcachedStore::builder().url("redis://127.0.0.1").build().unwrap_err();
     /// assert!(matches!(err, Error::Config(_)));
+    ///
+    /// let err = MemcachedStore::open("memcache://127.0.0.1:1").unwrap_err();
+    /// assert_eq!(err.to_string(), "memcached 127.0.0.1:1: connection refused");
     /// ```
     pub fn build(self) -> Result<MemcachedStore> {
         self.validate()?;
@@ -234,10 +289,13 @@ impl MemcachedStoreBuilder {
                 vec![DEFAULT_SERVER.to_owned()]
             }
         };
-        let servers = servers
+        let servers: Vec<Server> = servers
             .into_iter()
-            .map(|addr| Server::new(addr, &self))
+            .map(|addr| Server::new(addr, &self.settings))
             .collect();
+        if self.startup_check {
+            servers.iter().try_for_each(Server::check)?;
+        }
         Ok(MemcachedStore {
             inner: Arc::new(Inner {
                 servers,
@@ -248,19 +306,10 @@ impl MemcachedStoreBuilder {
     }
 
     fn validate(&self) -> Result<()> {
-        let timeouts = [
-            ("connect_timeout", self.connect_timeout),
-            ("read_timeout", self.read_timeout),
-            ("write_timeout", self.write_timeout),
-        ];
-        if let Some(name) = zero_timeout(&timeouts) {
-            return Err(Error::Config(format!(
-                "MemcachedStore {name} must be above zero"
-            )));
-        }
-        if self.pool_size == 0 || self.max_value_size == 0 {
+        self.settings.validate("MemcachedStore")?;
+        if self.max_value_size == 0 {
             return Err(Error::Config(
-                "MemcachedStore pool_size and max_value_size must be at least 1".into(),
+                "MemcachedStore max_value_size must be at least 1".into(),
             ));
         }
         Ok(())
@@ -268,9 +317,10 @@ impl MemcachedStoreBuilder {
 }
 
 /// `memcache://a:1,b` -> `["a:1", "b:11211"]`.
-fn parse_url(url: &str) -> Result<Vec<String>> {
+fn parse_url(url: &SecretUrl) -> Result<Vec<String>> {
     let invalid = |why: &str| Error::Config(format!("memcached URL {url:?}: {why}"));
     let rest = url
+        .expose()
         .strip_prefix("memcache://")
         .ok_or_else(|| invalid("expected memcache://host:port[,host:port...]"))?;
     let hosts = rest.strip_suffix('/').unwrap_or(rest);
@@ -338,7 +388,7 @@ fn with_port(server: &str) -> Option<String> {
 /// [`dead_server_backoff`](MemcachedStoreBuilder::dead_server_backoff) (5 s): its keys go to the
 /// next server, so the sessions it held start afresh and everything else keeps working; the
 /// request that found it dead pays one connect (or, for a server that accepts but never
-/// answers, one read) timeout at most and is served by the next server.
+/// answers, one I/O) timeout at most and is served by the next server.
 ///
 /// Cloning is cheap and shares the connection pools.
 ///
@@ -375,7 +425,7 @@ impl MemcachedStore {
     /// A store on the servers of `url` (`memcache://host:port[,host:port...]`), with the
     /// default pool and timeouts.
     ///
-    /// ```
+    /// ```no_run
     /// let store = server_session::store::MemcachedStore::open("memcache://127.0.0.1:11211")?;
     /// # Ok::<(), server_session::Error>(())
     /// ```
@@ -385,7 +435,7 @@ impl MemcachedStore {
 
     /// A store on `127.0.0.1:11211`, with a `log` info line saying so.
     ///
-    /// ```
+    /// ```no_run
     /// let store = server_session::store::MemcachedStore::default_local()?;
     /// # Ok::<(), server_session::Error>(())
     /// ```
@@ -396,7 +446,10 @@ impl MemcachedStore {
     /// The servers, as `host:port`, in URL order.
     ///
     /// ```
-    /// let store = server_session::store::MemcachedStore::open("memcache://a,b:1")?;
+    /// let store = server_session::store::MemcachedStore::builder()
+    ///     .url("memcache://a,b:1")
+    ///     .startup_check(false)
+    ///     .build()?;
     /// assert_eq!(store.servers().collect::<Vec<_>>(), ["a:11211", "b:1"]);
     /// # Ok::<(), server_session::Error>(())
     /// ```
@@ -619,7 +672,7 @@ mod tests {
 
     #[test]
     fn urls() {
-        let parse = |url| parse_url(url).ok();
+        let parse = |url| parse_url(&SecretUrl::new(url)).ok();
         assert_eq!(
             parse("memcache://127.0.0.1:11211"),
             Some(vec!["127.0.0.1:11211".into()])

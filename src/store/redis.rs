@@ -7,24 +7,27 @@ use ::redis::io::tcp::TcpSettings;
 use ::redis::{Client, Cmd, Connection, FromRedisValue, RedisError, Value};
 use r2d2::{ManageConnection, Pool};
 
-use super::builder::setters;
 use super::redact::{redact, SecretUrl};
+use super::ConnectionSettings;
 use crate::{Error, ErrorKind, Result, StoreError};
 
 impl From<RedisError> for Error {
     fn from(e: RedisError) -> Self {
-        let unavailable = e.is_timeout()
-            || e.is_connection_refusal()
-            || e.is_connection_dropped()
-            || e.is_io_error();
-        let kind = if unavailable {
-            ErrorKind::Unavailable
-        } else {
-            ErrorKind::Other
-        };
-        let cause = cause(&e);
-        Error::Store(StoreError::new("redis", kind, e).with_cause(cause))
+        store_error("redis", e)
     }
+}
+
+/// `e` as an error of `store` (`redis` or `redis cluster`), with its kind and cause.
+pub(super) fn store_error(store: &'static str, e: RedisError) -> Error {
+    let unavailable =
+        e.is_timeout() || e.is_connection_refusal() || e.is_connection_dropped() || e.is_io_error();
+    let kind = if unavailable {
+        ErrorKind::Unavailable
+    } else {
+        ErrorKind::Other
+    };
+    let cause = cause(&e);
+    Error::Store(StoreError::new(store, kind, e).with_cause(cause))
 }
 
 /// What went wrong, in the words an operator searches for.
@@ -44,7 +47,7 @@ fn cause(e: &RedisError) -> String {
         e.to_string()
     }
 }
-use pool::{PoolSettings, Pooled};
+use pool::Pooled;
 
 pub(super) mod pool;
 
@@ -54,25 +57,26 @@ const DEFAULT_URL: &str = "redis://127.0.0.1:6379";
 /// Configures and builds a [`RedisStore`] with its own connection pool.
 ///
 /// Every setting has a default suited to a thread-per-request server next to a Redis on the
-/// local network; no setting is ever unlimited, so a dead server costs a request at most the
-/// checkout timeout (no connection) or the read/write timeout (a connection that stops
-/// answering).
+/// local network; no wait is ever unlimited (see [`connection`](Self::connection)).
 ///
-/// ```
+/// ```no_run
 /// use std::time::Duration;
-/// use server_session::store::RedisStore;
+/// use server_session::store::{ConnectionSettings, RedisStore};
 ///
 /// let store = RedisStore::builder()
 ///     .url("redis://127.0.0.1:6379/0")
-///     .read_timeout(Duration::from_millis(500))
-///     .pool_size(32)
+///     .connection(ConnectionSettings {
+///         io_timeout: Duration::from_millis(500),
+///         max_connections: 32,
+///         ..ConnectionSettings::default()
+///     })
 ///     .build()?; // connects once and sends PING: a wrong URL fails here, not on a request
 /// # Ok::<(), server_session::Error>(())
 /// ```
 #[derive(Debug, Clone, Default)]
 pub struct RedisStoreBuilder {
     target: Target,
-    settings: PoolSettings,
+    settings: ConnectionSettings,
     skip_startup_check: bool,
 }
 
@@ -88,6 +92,7 @@ impl RedisStoreBuilder {
     /// The server to connect to, as a `redis://[user:password@]host[:port][/db]` URL
     /// (`rediss://` for TLS needs one of the `redis` crate's TLS features; `redis+unix:///path`
     /// for a Unix socket). Default: `redis://127.0.0.1:6379`, with a `log` info line saying so.
+    /// The password is never printed: `Debug` and every error show `***` instead.
     ///
     /// ```
     /// let builder = server_session::store::RedisStore::builder().url("redis://cache.internal:6379/2");
@@ -116,8 +121,8 @@ impl RedisStoreBuilder {
     }
 
     /// The server to connect to, as an already configured [`redis::Client`] (replaces
-    /// [`url`](Self::url)). The pool still sets the timeouts below and `TCP_NODELAY` on each
-    /// connection it opens.
+    /// [`url`](Self::url)). The pool still applies [`connection`](Self::connection) and sets
+    /// `TCP_NODELAY` on each connection it opens.
     ///
     /// ```
     /// let client = redis::Client::open("redis://127.0.0.1:6379/1").unwrap();
@@ -128,67 +133,50 @@ impl RedisStoreBuilder {
         self
     }
 
-    setters! {
-        /// How long opening a connection (TCP connect plus the handshake: `AUTH`, `SELECT`) may
-        /// take. Default: 1 second.
-        ///
-        /// ```
-        /// # use std::time::Duration;
-        /// let builder = server_session::store::RedisStore::builder().connect_timeout(Duration::from_millis(250));
-        /// ```
-        connect_timeout(timeout: Duration) => settings.connect_timeout;
-
-        /// How long a command may wait for its reply before failing with a timeout. Default: 2
-        /// seconds. A connection that timed out is discarded, never reused.
-        ///
-        /// ```
-        /// # use std::time::Duration;
-        /// let builder = server_session::store::RedisStore::builder().read_timeout(Duration::from_secs(1));
-        /// ```
-        read_timeout(timeout: Duration) => settings.read_timeout;
-
-        /// How long sending a command may block. Default: 2 seconds.
-        ///
-        /// ```
-        /// # use std::time::Duration;
-        /// let builder = server_session::store::RedisStore::builder().write_timeout(Duration::from_secs(1));
-        /// ```
-        write_timeout(timeout: Duration) => settings.write_timeout;
-
-        /// The most connections the pool holds (it keeps them all open once made). Default: 16,
-        /// which serves 16 requests touching the store at the same instant; size it to the number
-        /// of worker threads of your server.
-        ///
-        /// ```
-        /// let builder = server_session::store::RedisStore::builder().pool_size(8);
-        /// ```
-        pool_size(size: u32) => settings.pool_size;
-
-        /// How long a store operation waits for a pooled connection (all busy, or the server
-        /// unreachable) before failing with [`Error::Store`] of kind
-        /// [`ErrorKind::Unavailable`](crate::ErrorKind::Unavailable). Default: 1 second.
-        ///
-        /// ```
-        /// # use std::time::Duration;
-        /// let builder = server_session::store::RedisStore::builder().checkout_timeout(Duration::from_millis(500));
-        /// ```
-        checkout_timeout(timeout: Duration) => settings.checkout_timeout;
+    /// How the store connects, waits and pools: see [`ConnectionSettings`] for the meaning
+    /// and the defaults (connect 1 s, I/O 2 s, checkout 1 s, 16 connections).
+    ///
+    /// - `connect_timeout` bounds opening a connection: TCP connect plus the handshake
+    ///   (`AUTH`, `SELECT`);
+    /// - `io_timeout` bounds sending each command and waiting for its reply; a connection that
+    ///   timed out is discarded, never reused;
+    /// - `max_connections` is the most connections the pool holds (it keeps them open once
+    ///   made); size it to your server's worker threads;
+    /// - `checkout_timeout` is how long an operation waits for a pooled connection (all busy,
+    ///   or the server unreachable) before failing with [`Error::Store`] of kind
+    ///   [`ErrorKind::Unavailable`](crate::ErrorKind::Unavailable).
+    ///
+    /// An operation thus takes at most the checkout timeout plus the I/O timeout of its
+    /// command (and once more on a fresh connection after a pooled one the server had closed).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use server_session::store::{ConnectionSettings, RedisStore};
+    /// let builder = RedisStore::builder().connection(ConnectionSettings {
+    ///     checkout_timeout: Duration::from_millis(500),
+    ///     ..ConnectionSettings::default()
+    /// });
+    /// ```
+    pub fn connection(mut self, settings: ConnectionSettings) -> Self {
+        self.settings = settings;
+        self
     }
 
     /// Validates the settings, checks the server (see [`startup_check`](Self::startup_check))
     /// and starts the pool, which opens its other connections in the background.
     ///
-    /// Errors: [`Error::Config`] for a zero timeout or pool size, or a URL the `redis` crate
-    /// does not accept (printed without its password); [`Error::Store`] naming the server and
-    /// the cause when the start-up check fails: "connection refused", "no answer within the
-    /// timeout" (bounded by twice the connect timeout plus the read timeout), "authentication
-    /// failed", "database index out of range".
+    /// Errors: [`Error::Config`] for a zero or absurd timeout or connection count, or a URL
+    /// the `redis` crate does not accept (printed without its password); [`Error::Store`]
+    /// naming the server and the cause when the start-up check fails: "connection refused",
+    /// "no answer within the timeout" (bounded by twice the connect timeout plus the I/O
+    /// timeout), "authentication failed", "database index out of range".
     ///
     /// ```
     /// use std::time::Duration;
-    /// use server_session::{store::RedisStore, Error};
+    /// use server_session::{store::{ConnectionSettings, RedisStore}, Error};
     ///
-    /// let err = RedisStore::builder().read_timeout(Duration::ZERO).build().unwrap_err();
+    /// let zero = ConnectionSettings { io_timeout: Duration::ZERO, ..Default::default() };
+    /// let err = RedisStore::builder().connection(zero).build().unwrap_err();
     /// assert!(matches!(err, Error::Config(_)));
     /// let err = RedisStore::builder().url("http://:secret@example.com").build().unwrap_err();
     /// assert!(matches!(err, Error::Config(_)));
@@ -198,16 +186,13 @@ impl RedisStoreBuilder {
     /// assert_eq!(err.to_string(), "redis 127.0.0.1:1: connection refused");
     /// ```
     pub fn build(self) -> Result<RedisStore> {
-        if let Some(why) = self.settings.problem() {
-            return Err(Error::Config(format!("RedisStore {why}")));
-        }
+        self.settings.validate("RedisStore")?;
         let client = self.open_client()?;
         let target: Arc<str> = client.get_connection_info().addr().to_string().into();
         let connector = Connector {
             client: with_nodelay(&client)?,
             connect_timeout: self.settings.connect_timeout,
-            read_timeout: self.settings.read_timeout,
-            write_timeout: self.settings.write_timeout,
+            io_timeout: self.settings.io_timeout,
         };
         if !self.skip_startup_check {
             connector
@@ -216,7 +201,7 @@ impl RedisStoreBuilder {
         }
         Ok(RedisStore {
             pool: Pools::Own {
-                pool: self.settings.pool(connector.clone()),
+                pool: pool::pool(&self.settings, connector.clone()),
                 connector: Arc::new(connector),
             },
             target: Some(target),
@@ -566,24 +551,23 @@ pub(super) use store_by_commands;
 store_by_commands!(RedisStore);
 
 /// The r2d2 manager of our own pool: opens connections with the connect timeout, then sets
-/// the read and write timeouts the `redis` crate leaves unset.
+/// the read and write timeouts (the I/O timeout) the `redis` crate leaves unset.
 #[derive(Debug, Clone)]
 struct Connector {
     client: Client,
     connect_timeout: Duration,
-    read_timeout: Duration,
-    write_timeout: Duration,
+    io_timeout: Duration,
 }
 
 impl Connector {
-    /// A connection with the connect timeout on its handshake and the read and write timeouts
-    /// set.
+    /// A connection with the connect timeout on its handshake and the I/O timeout on every
+    /// read and write.
     fn open(&self) -> Result<Pooled<Connection>, RedisError> {
         let connection = self
             .client
             .get_connection_with_timeout(self.connect_timeout)?;
-        connection.set_read_timeout(Some(self.read_timeout))?;
-        connection.set_write_timeout(Some(self.write_timeout))?;
+        connection.set_read_timeout(Some(self.io_timeout))?;
+        connection.set_write_timeout(Some(self.io_timeout))?;
         Ok(Pooled::new(connection))
     }
 

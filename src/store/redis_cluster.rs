@@ -13,9 +13,13 @@ use r2d2::{ManageConnection, Pool};
 
 use super::builder::setters;
 use super::redact::SecretUrl;
-use super::redis::pool::{PoolSettings, Pooled};
-use super::redis::{is_server_reply, store_by_commands};
+use super::redis::pool::{self, Pooled};
+use super::redis::{is_server_reply, store_by_commands, store_error};
+use super::ConnectionSettings;
 use crate::{Error, ErrorKind, Result, StoreError};
+
+/// The store's name in its errors.
+const STORE: &str = "redis cluster";
 
 /// The scheme of a cluster URL: the seed nodes after it, separated by commas.
 const SCHEME: &str = "redis+cluster://";
@@ -27,24 +31,28 @@ const RETRY_WAIT_MAX_MS: u64 = 200;
 /// Configures and builds a [`RedisClusterStore`] with its own pool of cluster connections.
 ///
 /// The settings and defaults are the [`RedisStore`](super::RedisStore)'s, plus the seed nodes
-/// and the number of redirect retries. No timeout is ever unlimited.
+/// and the number of retries. No wait is ever unlimited (see [`connection`](Self::connection)).
 ///
-/// ```
+/// ```no_run
 /// use std::time::Duration;
-/// use server_session::store::RedisClusterStore;
+/// use server_session::store::{ConnectionSettings, RedisClusterStore};
 ///
 /// let store = RedisClusterStore::builder()
 ///     .url("redis+cluster://10.0.0.1:6379,10.0.0.2:6379,10.0.0.3:6379")
-///     .read_timeout(Duration::from_millis(500))
-///     .pool_size(32)
-///     .build()?; // no I/O yet: connections are opened in the background
+///     .connection(ConnectionSettings {
+///         io_timeout: Duration::from_millis(500),
+///         max_connections: 32,
+///         ..ConnectionSettings::default()
+///     })
+///     .build()?; // connects and reads the cluster's layout: a wrong URL fails here
 /// # Ok::<(), server_session::Error>(())
 /// ```
 #[derive(Debug, Clone)]
 pub struct RedisClusterStoreBuilder {
     seeds: Seeds,
-    settings: PoolSettings,
+    settings: ConnectionSettings,
     retries: u32,
+    startup_check: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -58,8 +66,9 @@ impl Default for RedisClusterStoreBuilder {
     fn default() -> Self {
         Self {
             seeds: Seeds::None,
-            settings: PoolSettings::default(),
+            settings: ConnectionSettings::default(),
             retries: 1,
+            startup_check: true,
         }
     }
 }
@@ -68,11 +77,13 @@ impl RedisClusterStoreBuilder {
     /// The seed nodes, as `redis+cluster://[user:password@]host:port[,host:port...]`: the
     /// store asks the first one that answers for the cluster's layout, then talks to every
     /// node directly. List several (all masters, or all nodes) so that one dead node never
-    /// stops new connections. No default: a cluster has to be named.
+    /// stops new connections. No default: a cluster has to be named. The password is never
+    /// printed: `Debug` and every error show `***` instead.
     ///
     /// ```
     /// let builder = server_session::store::RedisClusterStore::builder()
     ///     .url("redis+cluster://:secret@10.0.0.1:6379,10.0.0.2:6379");
+    /// assert!(!format!("{builder:?}").contains("secret"));
     /// ```
     pub fn url(mut self, url: impl Into<String>) -> Self {
         self.seeds = Seeds::Url(SecretUrl::new(url));
@@ -96,56 +107,57 @@ impl RedisClusterStoreBuilder {
         self
     }
 
+    /// How the store connects, waits and pools: see [`ConnectionSettings`] for the meaning
+    /// and the defaults (connect 1 s, I/O 2 s, checkout 1 s, 16 connections).
+    ///
+    /// - `connect_timeout` bounds opening a socket to one node, including its handshake and
+    ///   the `PING` the cluster client sends on it;
+    /// - `io_timeout` bounds sending each command and each attempt's wait for its reply. The
+    ///   `redis` crate retries a timed-out command (see [`retries`](Self::retries)), so a node
+    ///   that stops answering fails an operation after `(retries + 1) × io_timeout`;
+    /// - `max_connections` is the most cluster connections the pool holds (it keeps them open
+    ///   once made); each holds one socket per node;
+    /// - `checkout_timeout` is how long an operation waits for a pooled connection (all busy,
+    ///   or no seed node reachable) before failing with [`Error::Store`] of kind
+    ///   [`ErrorKind::Unavailable`](crate::ErrorKind::Unavailable).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use server_session::store::{ConnectionSettings, RedisClusterStore};
+    /// let builder = RedisClusterStore::builder().connection(ConnectionSettings {
+    ///     connect_timeout: Duration::from_millis(250),
+    ///     ..ConnectionSettings::default()
+    /// });
+    /// ```
+    pub fn connection(mut self, settings: ConnectionSettings) -> Self {
+        self.settings = settings;
+        self
+    }
+
+    /// Whether [`build`](Self::build) opens one cluster connection before it returns: it asks
+    /// the seed nodes for the cluster's layout and connects to its nodes, so that unreachable
+    /// seeds or a wrong password fail the build with the cause instead of every request later.
+    /// Default: `true`. Turn it off to start while the cluster is still coming up; requests
+    /// then fail until it answers.
+    ///
+    /// ```
+    /// // Builds at once, even though nothing listens on port 1.
+    /// let store = server_session::store::RedisClusterStore::builder()
+    ///     .url("redis+cluster://127.0.0.1:1")
+    ///     .startup_check(false)
+    ///     .build();
+    /// assert!(store.is_ok());
+    /// ```
+    pub fn startup_check(mut self, check: bool) -> Self {
+        self.startup_check = check;
+        self
+    }
+
     setters! {
-        /// How long opening a connection to one node may take, including its handshake and the
-        /// `PING` the cluster client sends on it. Default: 1 second.
-        ///
-        /// ```
-        /// # use std::time::Duration;
-        /// let builder = server_session::store::RedisClusterStore::builder().connect_timeout(Duration::from_millis(250));
-        /// ```
-        connect_timeout(timeout: Duration) => settings.connect_timeout;
-
-        /// How long one attempt of a command may wait for its reply. Default: 2 seconds. The
-        /// `redis` crate retries a timed-out command (see [`retries`](Self::retries)), so a node
-        /// that stops answering fails an operation after `(retries + 1) × read_timeout`.
-        ///
-        /// ```
-        /// # use std::time::Duration;
-        /// let builder = server_session::store::RedisClusterStore::builder().read_timeout(Duration::from_secs(1));
-        /// ```
-        read_timeout(timeout: Duration) => settings.read_timeout;
-
-        /// How long sending a command may block. Default: 2 seconds.
-        ///
-        /// ```
-        /// # use std::time::Duration;
-        /// let builder = server_session::store::RedisClusterStore::builder().write_timeout(Duration::from_secs(1));
-        /// ```
-        write_timeout(timeout: Duration) => settings.write_timeout;
-
-        /// The most cluster connections the pool holds (it keeps them all open once made). Each
-        /// holds one socket per cluster node. Default: 16; size it to your worker threads.
-        ///
-        /// ```
-        /// let builder = server_session::store::RedisClusterStore::builder().pool_size(8);
-        /// ```
-        pool_size(size: u32) => settings.pool_size;
-
-        /// How long a store operation waits for a pooled connection (all busy, or no seed node
-        /// reachable) before failing with [`Error::Store`] of kind
-        /// [`ErrorKind::Unavailable`](crate::ErrorKind::Unavailable). Default: 1 second.
-        ///
-        /// ```
-        /// # use std::time::Duration;
-        /// let builder = server_session::store::RedisClusterStore::builder().checkout_timeout(Duration::from_millis(500));
-        /// ```
-        checkout_timeout(timeout: Duration) => settings.checkout_timeout;
-
         /// How many times the `redis` crate retries a command after a redirect (`MOVED`, `ASK`),
         /// a `TRYAGAIN`/`CLUSTERDOWN` reply (after a pause of 20 to 200 ms), a lost connection or
         /// a timeout. Default: 1, enough to follow a slot that moved after a failover; 0 turns
-        /// retries off. Each retry may cost another [`read_timeout`](Self::read_timeout).
+        /// retries off. Each retry may cost another I/O timeout.
         ///
         /// ```
         /// let builder = server_session::store::RedisClusterStore::builder().retries(2);
@@ -153,11 +165,15 @@ impl RedisClusterStoreBuilder {
         retries(retries: u32) => retries;
     }
 
-    /// Validates the settings and starts the pool, which opens its connections in the
-    /// background: a cluster that is down is reported by the first store operation, not here.
+    /// Validates the settings, runs the start-up check (unless turned off) and starts the
+    /// pool, which opens its other connections in the background.
     ///
-    /// Errors: [`Error::Config`] for no seed node, a malformed `redis+cluster://` URL, or a
-    /// zero timeout or pool size; [`Error::Store`] for a node URL the `redis` crate rejects.
+    /// Errors: [`Error::Config`] for no seed node, a malformed `redis+cluster://` URL (shown
+    /// without its password), or a zero or absurd timeout or connection count;
+    /// [`Error::Store`] for a node URL the `redis` crate rejects, and, naming the seeds and
+    /// the cause, when the start-up check fails (`redis cluster 127.0.0.1:1: connection
+    /// refused`), within the connect timeout (twice, plus the I/O timeout, for a seed that
+    /// accepts connections and never answers) per seed node.
     ///
     /// ```
     /// use server_session::{store::RedisClusterStore, Error};
@@ -166,38 +182,75 @@ impl RedisClusterStoreBuilder {
     /// assert!(matches!(err, Error::Config(_)));
     /// let err = RedisClusterStore::builder().url("redis://127.0.0.1:7000").build().unwrap_err();
     /// assert!(matches!(err, Error::Config(_)));
+    ///
+    /// let err = RedisClusterStore::open("redis+cluster://:pw@127.0.0.1:1").unwrap_err();
+    /// assert_eq!(err.to_string(), "redis cluster 127.0.0.1:1: connection refused");
     /// ```
     pub fn build(self) -> Result<RedisClusterStore> {
-        if let Some(why) = self.settings.problem() {
-            return Err(config(&why));
-        }
+        self.settings.validate("RedisClusterStore")?;
         let seeds = match &self.seeds {
             Seeds::None => return Err(config("no seed node given (url or nodes)")),
             Seeds::Url(url) => parse_url(url)?,
             Seeds::Nodes(nodes) => nodes.iter().map(|n| n.expose().to_owned()).collect(),
         };
+        let target: Arc<str> = addresses(&seeds).into();
         let client = ClusterClient::builder(seeds)
             .connection_timeout(self.settings.connect_timeout)
-            .response_timeout(self.settings.read_timeout)
+            .response_timeout(self.settings.io_timeout)
             .retries(self.retries)
             .min_retry_wait(RETRY_WAIT_MIN_MS)
             .max_retry_wait(RETRY_WAIT_MAX_MS)
             .retry_wait_formula(RETRY_WAIT_MIN_MS, 2)
             .tcp_settings(TcpSettings::default().set_nodelay(true))
-            .build()?;
+            .build()
+            .map_err(cluster_error)?;
         let connector = Arc::new(Connector {
             client,
-            write_timeout: self.settings.write_timeout,
+            io_timeout: self.settings.io_timeout,
         });
+        if self.startup_check {
+            connector
+                .connect()
+                .map_err(|e| cluster_error(e).at(|| target.to_string()))?;
+        }
         Ok(RedisClusterStore {
-            pool: self.settings.pool(Connector::clone(&connector)),
+            pool: pool::pool(&self.settings, Connector::clone(&connector)),
             connector,
+            target,
         })
     }
 }
 
+/// `e` as a store error. The cluster client reports a failure to reach the seed nodes as one
+/// error listing each node's: its cause in words is then a timeout if any seed timed out, else
+/// "connection refused" if one refused.
+fn cluster_error(e: RedisError) -> Error {
+    let text = e.to_string();
+    let cause = if text.contains("Resource temporarily unavailable") || text.contains("timed out") {
+        Some("no answer within the timeout")
+    } else if text.contains("Connection refused") {
+        Some("connection refused")
+    } else {
+        None
+    };
+    match (store_error(STORE, e), cause) {
+        (Error::Store(error), Some(cause)) => Error::Store(error.with_cause(cause)),
+        (other, _) => other,
+    }
+}
+
+/// The `host:port` of each seed URL, comma-separated, without credentials.
+fn addresses(seeds: &[String]) -> String {
+    let address = |seed: &String| match seed.as_str().into_connection_info() {
+        Ok(info) => info.addr().to_string(),
+        Err(_) => SecretUrl::new(seed.as_str()).to_string(),
+    };
+    let all: Vec<String> = seeds.iter().map(address).collect();
+    all.join(",")
+}
+
 fn config(why: &str) -> Error {
-    Error::Config(format!("RedisClusterStore: {why}"))
+    Error::Config(format!("RedisClusterStore {why}"))
 }
 
 /// `redis+cluster://u:p@a:1,b:2/` -> `["redis://u:p@a:1", "redis://u:p@b:2"]`.
@@ -257,6 +310,8 @@ pub struct RedisClusterStore {
     pool: Pool<Connector>,
     /// The pool's connector, to build a connection outside the pool after a node failed.
     connector: Arc<Connector>,
+    /// The seed nodes' `host:port`, for error messages.
+    target: Arc<str>,
 }
 
 impl RedisClusterStore {
@@ -289,24 +344,33 @@ impl RedisClusterStore {
     /// and its stale map of the cluster. Unless it was a timeout, the command is then retried
     /// once on a fresh connection, which learns the current layout from the seed nodes.
     fn query<T: FromRedisValue>(&self, cmd: &Cmd) -> Result<T> {
-        let mut pooled = self.pool.get().map_err(|e| {
-            Error::Store(StoreError::new("redis cluster", ErrorKind::Unavailable, e))
-        })?;
+        self.try_query(cmd)
+            .map_err(|e| e.at(|| self.target.to_string()))
+    }
+
+    fn try_query<T: FromRedisValue>(&self, cmd: &Cmd) -> Result<T> {
+        let mut pooled = self
+            .pool
+            .get()
+            .map_err(|e| Error::Store(StoreError::new(STORE, ErrorKind::Unavailable, e)))?;
         let error = match cmd.query(&mut pooled.connection) {
             Ok(reply) => return Ok(reply),
             Err(e) => e,
         };
         if is_server_reply(&error) {
-            return Err(error.into());
+            return Err(cluster_error(error));
         }
         pooled.broken = true;
         drop(pooled);
         if error.is_timeout() {
-            return Err(error.into());
+            return Err(cluster_error(error));
         }
         log::debug!("Redis Cluster node failed ({error}); retrying on a fresh connection");
-        let mut fresh = self.connector.connect()?;
-        Ok(cmd.query(&mut fresh.connection)?)
+        let retried = self
+            .connector
+            .connect()
+            .and_then(|mut fresh| cmd.query(&mut fresh.connection));
+        retried.map_err(cluster_error)
     }
 }
 
@@ -316,7 +380,7 @@ store_by_commands!(RedisClusterStore);
 #[derive(Debug, Clone)]
 struct Connector {
     client: ClusterClient,
-    write_timeout: Duration,
+    io_timeout: Duration,
 }
 
 impl ManageConnection for Connector {
@@ -327,7 +391,7 @@ impl ManageConnection for Connector {
         // The generic form is the only way to give the cluster client node connections whose
         // first `PING` has a timeout (see `Node`).
         let connection = self.client.get_generic_connection::<Node>()?;
-        connection.set_write_timeout(Some(self.write_timeout))?;
+        connection.set_write_timeout(Some(self.io_timeout))?;
         Ok(Pooled::new(connection))
     }
 
@@ -509,18 +573,33 @@ mod tests {
 
     #[test]
     fn settings_are_validated() {
-        let seeded = || RedisClusterStore::builder().url("redis+cluster://127.0.0.1:7000");
+        let seeded = || {
+            RedisClusterStore::builder()
+                .url("redis+cluster://127.0.0.1:7000")
+                .startup_check(false)
+        };
         assert!(seeded().build().is_ok());
-        for builder in [
-            seeded().connect_timeout(Duration::ZERO),
-            seeded().read_timeout(Duration::ZERO),
-            seeded().write_timeout(Duration::ZERO),
-            seeded().checkout_timeout(Duration::ZERO),
-            seeded().pool_size(0),
+        let zero = Duration::ZERO;
+        for settings in [
+            ConnectionSettings {
+                connect_timeout: zero,
+                ..ConnectionSettings::default()
+            },
+            ConnectionSettings {
+                io_timeout: zero,
+                ..ConnectionSettings::default()
+            },
+            ConnectionSettings {
+                max_connections: 0,
+                ..ConnectionSettings::default()
+            },
         ] {
-            assert!(matches!(builder.build(), Err(Error::Config(_))));
+            let built = seeded().connection(settings).build();
+            assert!(matches!(built, Err(Error::Config(_))), "{settings:?}");
         }
-        let mixed = RedisClusterStore::builder().nodes(["redis://:a@h:1", "redis://:b@h:2"]);
+        let mixed = RedisClusterStore::builder()
+            .nodes(["redis://:a@h:1", "redis://:b@h:2"])
+            .startup_check(false);
         assert!(matches!(mixed.build(), Err(Error::Store(_))));
     }
 }

@@ -3,7 +3,7 @@
 //! [`ErrorKind::Unavailable`], instead of pinning a worker thread.
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -30,6 +30,7 @@ use crate::{ErrorKind, Result};
 pub struct SilentServer {
     addr: SocketAddr,
     stop: Arc<AtomicBool>,
+    accepted: Arc<AtomicUsize>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -40,20 +41,37 @@ impl SilentServer {
         let addr = listener.local_addr().expect("the bound address");
         let stop = Arc::new(AtomicBool::new(false));
         let stopping = Arc::clone(&stop);
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let counter = Arc::clone(&accepted);
         let thread = std::thread::spawn(move || {
             let mut held = Vec::new();
             for conn in listener.incoming() {
                 if stopping.load(Ordering::SeqCst) {
                     break;
                 }
+                counter.fetch_add(1, Ordering::SeqCst);
                 held.extend(conn.ok());
             }
         });
         Self {
             addr,
             stop,
+            accepted,
             thread: Some(thread),
         }
+    }
+
+    /// How many connections it has accepted so far.
+    ///
+    /// ```
+    /// let server = server_session::store::conformance::SilentServer::start();
+    /// let _conn = std::net::TcpStream::connect(server.addr())?;
+    /// std::thread::sleep(std::time::Duration::from_millis(50));
+    /// assert_eq!(server.connections(), 1);
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn connections(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
     }
 
     /// The address it listens on.
@@ -229,4 +247,39 @@ pub fn every_wait_bounded<S: Store>(
 ) {
     build_fails_within(|addr| build(addr, true), build_limit);
     operations_fail_within(|addr| build(addr, false), operation_limit);
+}
+
+/// Asserts that building a store (with its start-up check on) against a silent server fails
+/// with `"<store> <addr>: <silent_cause>"`, and against a closed port with
+/// `"<store> <addr>: connection refused"`: the server and the cause, in an operator's words.
+///
+/// ```
+/// use server_session::{store::conformance, store::MemoryStore, ErrorKind, StoreError};
+///
+/// // A "store" whose start-up check connects, then waits 50 ms for a greeting.
+/// let build = |addr: std::net::SocketAddr| -> server_session::Result<MemoryStore> {
+///     let cause = match std::net::TcpStream::connect(addr) {
+///         Ok(_) => "no greeting",
+///         Err(_) => "connection refused",
+///     };
+///     let error = StoreError::message("x", ErrorKind::Unavailable, cause);
+///     Err(error.with_target(addr.to_string()).into())
+/// };
+/// conformance::unreachable_servers_are_named(build, "x", "no greeting");
+/// ```
+pub fn unreachable_servers_are_named<S>(
+    build: impl Fn(SocketAddr) -> Result<S>,
+    store: &str,
+    silent_cause: &str,
+) {
+    let silent = SilentServer::start();
+    for (addr, cause) in [
+        (silent.addr(), silent_cause),
+        (closed_port(), "connection refused"),
+    ] {
+        match build(addr) {
+            Ok(_) => panic!("a build against {addr} succeeded"),
+            Err(err) => assert_eq!(err.to_string(), format!("{store} {addr}: {cause}")),
+        }
+    }
 }

@@ -4,11 +4,12 @@
 use std::fmt;
 use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
-use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
 use super::health::Health;
-use super::{exptime, MemcachedError, MemcachedStoreBuilder, KEEP_BUFFER, MAX_ITEM, MAX_LINE};
+use super::pool::Pool;
+use super::{exptime, MemcachedError, KEEP_BUFFER, MAX_ITEM, MAX_LINE};
+use crate::store::ConnectionSettings;
 use crate::Error;
 
 /// Why one command on one connection failed; the connection is closed either way.
@@ -37,26 +38,15 @@ impl Failure {
             ErrorKind::BrokenPipe | ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted
             | ErrorKind::UnexpectedEof | ErrorKind::NotConnected))
     }
-
-    fn into_error(self, server: &str) -> Error {
-        let server = server.to_owned();
-        Error::from(match self {
-            Failure::Io(source) => MemcachedError::Io { server, source },
-            Failure::Reply(reply) => MemcachedError::Server { server, reply },
-            Failure::TooLarge(len) => MemcachedError::ValueTooLarge { len },
-        })
-    }
 }
 
-/// One server: its address, timeouts and idle connections.
+/// One server: its address, timeouts and connections.
 #[derive(Debug)]
 pub(super) struct Server {
     pub(super) addr: String,
     connect_timeout: Duration,
-    read_timeout: Duration,
-    write_timeout: Duration,
-    pool_size: usize,
-    idle: Mutex<Vec<Conn>>,
+    io_timeout: Duration,
+    pool: Pool,
     pub(super) health: Health,
 }
 
@@ -68,56 +58,61 @@ pub(super) struct Failed {
 }
 
 impl Server {
-    pub(super) fn new(addr: String, settings: &MemcachedStoreBuilder) -> Self {
+    pub(super) fn new(addr: String, settings: &ConnectionSettings) -> Self {
+        let max = usize::try_from(settings.max_connections).unwrap_or(usize::MAX);
         Self {
             addr,
             connect_timeout: settings.connect_timeout,
-            read_timeout: settings.read_timeout,
-            write_timeout: settings.write_timeout,
-            pool_size: settings.pool_size,
-            idle: Mutex::new(Vec::new()),
+            io_timeout: settings.io_timeout,
+            pool: Pool::new(max, settings.checkout_timeout),
             health: Health::new(),
         }
     }
 
-    fn idle(&self) -> MutexGuard<'_, Vec<Conn>> {
-        // The Vec is only pushed to and popped from: a panic cannot leave it inconsistent.
-        self.idle
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    /// Runs `command` on an idle connection (or a new one) and returns the connection to the
-    /// pool if it succeeded. A stale pooled connection is replaced and the command retried once.
-    /// A success puts a server that was left out back in use.
+    /// Runs `command` on a pooled connection (an idle one, or a new one while fewer than
+    /// `max_connections` are open, waiting at most the checkout timeout for either) and keeps
+    /// the connection if the command succeeded. A stale pooled connection is replaced and the
+    /// command retried once. A success puts a server that was left out back in use.
     pub(super) fn exchange<T>(
         &self,
         command: impl Fn(&mut Conn) -> Exchange<T>,
     ) -> std::result::Result<T, Failed> {
-        let pooled = self.idle().pop();
-        let mut fresh = pooled.is_none();
-        let mut conn = match pooled {
+        let mut lease = self.pool.checkout().ok_or_else(|| self.busy())?;
+        let mut fresh = lease.conn.is_none();
+        let conn = match &mut lease.conn {
             Some(conn) => conn,
-            None => self.dial()?,
+            None => lease.conn.insert(self.dial()?),
         };
-        let mut result = command(&mut conn);
+        let mut result = command(conn);
         if !fresh && result.as_ref().err().is_some_and(Failure::is_stale) {
-            (conn, fresh) = (self.dial()?, true);
-            result = command(&mut conn);
+            (*conn, fresh) = (self.dial()?, true);
+            result = command(conn);
         }
-        match result {
+        let failure = match result {
             Ok(value) => {
-                self.put_back(conn);
+                conn.out.clear();
+                conn.out.shrink_to(KEEP_BUFFER);
+                lease.keep();
                 if self.health.mark_up() {
                     log::info!("memcached server {} answers again: back in use", self.addr);
                 }
-                Ok(value)
+                return Ok(value);
             }
-            Err(failure) => Err(Failed {
-                unreachable: fresh && matches!(failure, Failure::Io(_)),
-                error: failure.into_error(&self.addr),
-            }),
-        }
+            Err(failure) => failure,
+        };
+        Err(Failed {
+            unreachable: fresh && matches!(failure, Failure::Io(_)),
+            error: self.error(failure),
+        })
+    }
+
+    /// The start-up check: `version` on a pooled connection.
+    pub(super) fn check(&self) -> crate::Result<()> {
+        self.exchange(|conn| {
+            conn.send(format_args!("version\r\n"), None)?;
+            conn.version()
+        })
+        .map_err(|failed| failed.error)
     }
 
     /// Leaves this server out for `backoff` after `error`.
@@ -130,18 +125,43 @@ impl Server {
         }
     }
 
-    fn put_back(&self, mut conn: Conn) {
-        conn.out.clear();
-        conn.out.shrink_to(KEEP_BUFFER);
-        let mut idle = self.idle();
-        if idle.len() < self.pool_size {
-            idle.push(conn);
+    /// The error of a failed command; a read or write that timed out says which timeout.
+    fn error(&self, failure: Failure) -> Error {
+        let server = self.addr.clone();
+        Error::from(match failure {
+            Failure::Io(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                let why = format!("no answer within the I/O timeout ({:?})", self.io_timeout);
+                let source = io::Error::new(ErrorKind::TimedOut, why);
+                MemcachedError::Io { server, source }
+            }
+            Failure::Io(source) => MemcachedError::Io { server, source },
+            Failure::Reply(reply) => MemcachedError::Server { server, reply },
+            Failure::TooLarge(len) => MemcachedError::ValueTooLarge { len },
+        })
+    }
+
+    /// No connection within the checkout timeout: all `max_connections` stayed busy.
+    fn busy(&self) -> Failed {
+        let (max, timeout) = self.pool.limits();
+        let server = self.addr.clone();
+        Failed {
+            error: MemcachedError::PoolTimeout {
+                server,
+                max,
+                timeout,
+            }
+            .into(),
+            unreachable: false,
         }
     }
 
     fn dial(&self) -> std::result::Result<Conn, Failed> {
         self.try_dial().map_err(|source| Failed {
-            error: Failure::Io(source).into_error(&self.addr),
+            error: MemcachedError::Io {
+                server: self.addr.clone(),
+                source,
+            }
+            .into(),
             unreachable: true,
         })
     }
@@ -151,6 +171,13 @@ impl Server {
         for addr in self.addr.to_socket_addrs()? {
             match TcpStream::connect_timeout(&addr, self.connect_timeout) {
                 Ok(stream) => return self.configure(stream),
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                    let why = format!(
+                        "no answer within the connect timeout ({:?})",
+                        self.connect_timeout
+                    );
+                    last = io::Error::new(ErrorKind::TimedOut, why);
+                }
                 Err(e) => last = e,
             }
         }
@@ -159,8 +186,8 @@ impl Server {
 
     fn configure(&self, stream: TcpStream) -> io::Result<Conn> {
         stream.set_nodelay(true)?;
-        stream.set_read_timeout(Some(self.read_timeout))?;
-        stream.set_write_timeout(Some(self.write_timeout))?;
+        stream.set_read_timeout(Some(self.io_timeout))?;
+        stream.set_write_timeout(Some(self.io_timeout))?;
         Ok(Conn {
             reader: BufReader::with_capacity(16 * 1024, stream),
             out: Vec::with_capacity(512),
@@ -242,6 +269,14 @@ impl Conn {
         match self.read_line()? {
             b"SERVER_ERROR object too large for cache" => Err(Failure::TooLarge(value.len())),
             _ => Ok(()),
+        }
+    }
+
+    /// The reply to `version`: `VERSION <version>`.
+    pub(super) fn version(&mut self) -> Exchange<()> {
+        match self.read_line()?.starts_with(b"VERSION ") {
+            true => Ok(()),
+            false => Err(self.unexpected()),
         }
     }
 
