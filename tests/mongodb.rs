@@ -315,7 +315,10 @@ fn from_client_and_invalid_settings() {
     let err = MongoStore::builder().database("a.b").build().unwrap_err();
     assert!(matches!(err, Error::Config(_)), "{err:?}");
     let err = MongoStore::builder()
-        .connect_timeout(Duration::ZERO)
+        .connection(ConnectionSettings {
+            connect_timeout: Duration::ZERO,
+            ..ConnectionSettings::default()
+        })
         .build()
         .unwrap_err();
     assert!(matches!(err, Error::Config(_)), "{err:?}");

@@ -406,9 +406,18 @@ fn zero_or_absurd_settings_are_config_errors() {
     let bad = [
         PostgresStore::builder()
             .url(url)
-            .connect_timeout(Duration::ZERO)
+            .connection(ConnectionSettings {
+                connect_timeout: Duration::ZERO,
+                ..zero
+            })
             .build(),
-        PostgresStore::builder().url(url).max_connections(0).build(),
+        PostgresStore::builder()
+            .url(url)
+            .connection(ConnectionSettings {
+                max_connections: 0,
+                ..zero
+            })
+            .build(),
         PostgresStore::builder()
             .url(url)
             .connection(ConnectionSettings {
@@ -490,7 +499,10 @@ fn dropped_connections_are_retried() {
         let store = PostgresStore::builder()
             .url(&app_url)
             .table(&table)
-            .max_connections(2)
+            .connection(ConnectionSettings {
+                max_connections: 2,
+                ..ConnectionSettings::default()
+            })
             .build()
             .unwrap();
         let fresh = guarded(store, url.clone(), vec![format!("TABLE \"{table}\"")]);
@@ -520,7 +532,10 @@ fn statements_are_prepared_once_per_connection() {
         let store = PostgresStore::builder()
             .url(&url)
             .table(&table)
-            .max_connections(1)
+            .connection(ConnectionSettings {
+                max_connections: 1,
+                ..ConnectionSettings::default()
+            })
             .build()
             .unwrap();
         let fresh = guarded(store, url, vec![format!("TABLE \"{table}\"")]);

@@ -13,12 +13,17 @@ mod memory;
 #[cfg(feature = "mongodb")]
 mod mongodb;
 mod null;
-#[allow(dead_code)] // until every networked builder prints its URL through it
+#[cfg(any(
+    feature = "redis",
+    feature = "memcached",
+    feature = "postgres",
+    feature = "mongodb"
+))]
 mod redact;
 mod settings;
 mod sweeper;
 
-#[cfg(any(feature = "redis", feature = "memcached"))]
+#[cfg(any(feature = "redis-cluster", feature = "memcached"))]
 mod builder;
 #[cfg(feature = "memcached")]
 mod memcached;

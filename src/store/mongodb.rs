@@ -251,19 +251,6 @@ impl MongoStoreBuilder {
         self
     }
 
-    /// How long opening a connection (TCP connect, TLS, and the checks of the server monitor)
-    /// may take: the `connect_timeout` of [`connection`](Self::connection). Default: 1 second.
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// let builder = server_session::store::MongoStore::builder()
-    ///     .connect_timeout(Duration::from_millis(500));
-    /// ```
-    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.settings.connect_timeout = timeout;
-        self
-    }
-
     /// Whether the store creates the indexes. Default: `true`.
     ///
     /// With `true`, the store creates (idempotently) a unique index `id_1` on `id` and a TTL

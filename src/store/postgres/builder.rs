@@ -177,9 +177,13 @@ impl<T: PostgresTls> PostgresStoreBuilder<T> {
     }
 
     /// How the store connects, waits and pools: see [`ConnectionSettings`] for the meaning
-    /// and the defaults (connect 1 s, I/O 2 s, checkout 1 s, 16 connections). Replaces all
-    /// four; [`connect_timeout`](Self::connect_timeout) and
-    /// [`max_connections`](Self::max_connections) set one of them.
+    /// and the defaults (connect 1 s, I/O 2 s, checkout 1 s, 16 connections):
+    ///
+    /// - `connect_timeout` bounds opening one connection: TCP connect, TLS, authentication
+    ///   and the session set-up;
+    /// - `io_timeout` bounds each statement's round trip;
+    /// - `max_connections` is the most connections the pool opens, idle or busy;
+    /// - `checkout_timeout` is how long an operation waits for a pooled connection.
     ///
     /// A `connect_timeout` in the URL bounds each TCP connect attempt; this connect timeout
     /// bounds the whole opening of a connection all the same.
@@ -197,18 +201,6 @@ impl<T: PostgresTls> PostgresStoreBuilder<T> {
         self
     }
 
-    /// How long opening one connection may take: TCP connect, TLS, authentication and the
-    /// session set-up. Default: 1 second.
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// let b = server_session::store::PostgresStore::builder().connect_timeout(Duration::from_secs(2));
-    /// ```
-    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.settings.connect_timeout = timeout;
-        self
-    }
-
     /// The server-side statement timeout of each connection (`SET statement_timeout`);
     /// `None` keeps the server's. Default: the I/O timeout, so the server cancels a statement
     /// when the client stops waiting for it.
@@ -218,16 +210,6 @@ impl<T: PostgresTls> PostgresStoreBuilder<T> {
     /// ```
     pub fn statement_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.statement_timeout = Some(timeout);
-        self
-    }
-
-    /// The most connections the store's pool opens. Default: 16.
-    ///
-    /// ```
-    /// let b = server_session::store::PostgresStore::builder().max_connections(32);
-    /// ```
-    pub fn max_connections(mut self, max: u32) -> Self {
-        self.settings.max_connections = max;
         self
     }
 
