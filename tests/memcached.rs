@@ -16,7 +16,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::{assert_each_fails_within, NamedOp};
 use server_session::store::conformance::{self, service_unavailable, unique_prefix, SilentServer};
-use server_session::store::{ConnectionSettings, MemcachedError, MemcachedStore, Store};
+use server_session::store::{ConnectionSettings, MemcachedError, MemcachedStore, Replaced, Store};
 use server_session::{conformance_tests, Config, Error, ErrorKind, SessionManager};
 
 const URL_ENV: &str = "SERVER_SESSION_MEMCACHED_URL";
@@ -498,5 +498,46 @@ fn a_key_prefix_with_a_space_is_refused_at_start_up() {
     assert!(
         matches!(built, Err(Error::InvalidKey(ref why)) if why.contains("spaces")),
         "{built:?}"
+    );
+}
+
+/// A `replace` after a load uses the unique that load returned; when another process (here a
+/// second store, with its own memo) wrote in between, that unique is stale: the `cas` is
+/// refused, the write reports the other process's bytes, and the next `replace` over those
+/// succeeds.
+#[test]
+fn a_stale_load_never_overwrites_another_write() {
+    let (Some(a), Some(b)) = (memcached_store(), memcached_store()) else {
+        return service_unavailable("a_stale_load_never_overwrites_another_write");
+    };
+    let key = format!("{}k", unique_prefix("stale_load"));
+    assert!(a.create(&key, b"v1", in_secs(60)).unwrap());
+    assert_eq!(a.load(&key).unwrap().as_deref(), Some(&b"v1"[..]));
+    assert!(b.save(&key, b"v2", in_secs(60)).unwrap());
+    let replaced = a.replace(&key, b"v1", b"v3", in_secs(60)).unwrap();
+    assert_eq!(replaced, Replaced::Changed(b"v2".to_vec()));
+    assert_eq!(b.load(&key).unwrap().as_deref(), Some(&b"v2"[..]));
+    let replaced = a.replace(&key, b"v2", b"v4", in_secs(60)).unwrap();
+    assert_eq!(replaced, Replaced::Done);
+    assert_eq!(b.load(&key).unwrap().as_deref(), Some(&b"v4"[..]));
+}
+
+/// The store's `max_value_size` lowers the manager's session limit: a commit over it is
+/// `Error::TooLarge` naming that limit, before any I/O (the store points nowhere).
+#[test]
+fn the_item_size_limits_the_session() {
+    let store = MemcachedStore::builder()
+        .url("memcache://127.0.0.1:1")
+        .max_value_size(2000)
+        .startup_check(false)
+        .build()
+        .unwrap();
+    let manager = SessionManager::new(store, Config::default()).unwrap();
+    let mut session = manager.open(None);
+    session.insert("blob", &"x".repeat(3000)).unwrap();
+    let err = session.commit().unwrap_err();
+    assert!(
+        matches!(err, Error::TooLarge { size, limit: 2000 } if size > 3000),
+        "{err:?}"
     );
 }

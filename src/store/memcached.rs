@@ -9,8 +9,10 @@ use super::builder::setters;
 use super::redact::SecretUrl;
 use super::{ConnectionSettings, Replaced, Store};
 use crate::{Error, ErrorKind, Result, StoreError};
+use cas_memo::CasMemo;
 use server::{Cas, Conn, Exchange, Server};
 
+mod cas_memo;
 mod health;
 mod pool;
 mod server;
@@ -301,6 +303,7 @@ impl MemcachedStoreBuilder {
                 servers,
                 max_value_size: self.max_value_size,
                 backoff: self.dead_server_backoff,
+                memo: CasMemo::default(),
             }),
         })
     }
@@ -410,6 +413,8 @@ struct Inner {
     max_value_size: usize,
     /// How long an unreachable server is left out; zero when servers are never left out.
     backoff: Duration,
+    /// The cas unique of each key's last load, for one-round-trip replaces.
+    memo: CasMemo,
 }
 
 impl MemcachedStore {
@@ -502,6 +507,17 @@ impl MemcachedStore {
         })
     }
 
+    /// What `key` holds now, for a `replace` that found it changed; its cas unique is
+    /// remembered for the next one.
+    fn now_holds(&self, conn: &mut Conn, key: &str) -> Exchange<Replaced> {
+        conn.send(format_args!("gets {key}\r\n"), None)?;
+        let Some((current, unique)) = conn.retrieval_with_cas()? else {
+            return Ok(Replaced::Gone);
+        };
+        self.inner.memo.remember(key, &current, unique);
+        Ok(Replaced::Changed(current))
+    }
+
     fn check_size(&self, value: &[u8]) -> Result<()> {
         if value.len() > self.inner.max_value_size {
             return Err(MemcachedError::ValueTooLarge { len: value.len() }.into());
@@ -574,10 +590,16 @@ impl Store for MemcachedStore {
         Some(self.inner.max_value_size)
     }
 
+    /// A `gets`: its cas unique is remembered, so that a `replace` over these bytes is one
+    /// `cas`.
     fn load(&self, key: &str) -> Result<Option<Vec<u8>>> {
         self.run(key, |conn| {
-            conn.send(format_args!("get {key}\r\n"), None)?;
-            conn.retrieval()
+            conn.send(format_args!("gets {key}\r\n"), None)?;
+            let Some((value, unique)) = conn.retrieval_with_cas()? else {
+                return Ok(None);
+            };
+            self.inner.memo.remember(key, &value, unique);
+            Ok(Some(value))
         })
     }
 
@@ -591,9 +613,10 @@ impl Store for MemcachedStore {
         self.run(key, |conn| conn.store("replace", key, value, expires))
     }
 
-    /// `gets`, a comparison, then `cas` with the unique the `gets` returned, on one
-    /// connection: two round trips. An entry rewritten between the two (`EXISTS`) is reported
-    /// as changed, with the bytes the `gets` saw; the manager's merge then reads it again.
+    /// One `cas` with the unique the load of `expected` returned (remembered by the store):
+    /// one round trip. Without it (another process loaded, or the memo started over), `gets`,
+    /// a comparison, then `cas`: two. An entry written since it was read (`EXISTS`) is read
+    /// again and reported as changed.
     fn replace(
         &self,
         key: &str,
@@ -603,25 +626,25 @@ impl Store for MemcachedStore {
     ) -> Result<Replaced> {
         self.check_size(value)?;
         self.run(key, |conn| {
-            conn.send(format_args!("gets {key}\r\n"), None)?;
-            let Some((current, unique)) = conn.retrieval_with_cas()? else {
-                return Ok(Replaced::Gone);
-            };
-            if current != expected {
-                return Ok(Replaced::Changed(current));
-            }
-            Ok(match conn.cas(key, value, expires, unique)? {
-                Cas::Stored => Replaced::Done,
-                Cas::NotFound => Replaced::Gone,
-                // Written between the `gets` and the `cas`: report what it holds now.
-                Cas::Exists => {
+            let unique = match self.inner.memo.take(key, expected) {
+                Some(unique) => unique,
+                None => {
                     conn.send(format_args!("gets {key}\r\n"), None)?;
                     match conn.retrieval_with_cas()? {
-                        Some((current, _)) => Replaced::Changed(current),
-                        None => Replaced::Gone,
+                        None => return Ok(Replaced::Gone),
+                        Some((current, unique)) if current == expected => unique,
+                        Some((current, unique)) => {
+                            self.inner.memo.remember(key, &current, unique);
+                            return Ok(Replaced::Changed(current));
+                        }
                     }
                 }
-            })
+            };
+            match conn.cas(key, value, expires, unique)? {
+                Cas::Stored => Ok(Replaced::Done),
+                Cas::NotFound => Ok(Replaced::Gone),
+                Cas::Exists => self.now_holds(conn, key), // written since it was read
+            }
         })
     }
 
