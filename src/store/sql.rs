@@ -5,6 +5,7 @@
 //! (`[A-Za-z_][A-Za-z0-9_]{0,62}`) and then double-quoted: no SQL can come in through them.
 //! Every value (key, data, expiry, the current time, a limit) is a bound parameter.
 
+#[cfg(feature = "postgres")]
 use std::time::Duration;
 #[cfg(feature = "sqlite")]
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -238,6 +239,8 @@ pub(crate) fn retry<T>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[cfg(feature = "sqlite")]
+    use std::time::Duration;
 
     #[cfg(feature = "sqlite")]
     fn at(secs: u64, micros: u64) -> SystemTime {
