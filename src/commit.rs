@@ -13,7 +13,8 @@ const CREATE_ATTEMPTS: usize = 3;
 
 /// How often a commit merges with a copy that other requests changed again before it gives
 /// up with [`Error::Conflict`].
-const MERGE_ATTEMPTS: u32 = 32;
+const MERGE_ATTEMPTS: usize = 32;
+
 /// What a committed request must send: at most one `Set-Cookie`, and `Vary: Cookie` when the
 /// session was accessed.
 ///
@@ -194,7 +195,7 @@ fn save_merging<S: Store, C: Codec>(
         };
     }
     Err(Error::Conflict {
-        attempts: MERGE_ATTEMPTS as usize,
+        attempts: MERGE_ATTEMPTS,
     })
 }
 
