@@ -82,6 +82,12 @@ pub fn stored_session<S: Store>(manager: &SessionManager<&S>) -> String {
     set_cookie.split(';').next().unwrap_or_default().to_owned()
 }
 
+/// The store key of the session a `session=<id>` cookie pair (unsigned) names.
+pub(super) fn stored_key(prefix: &str, cookie: &str) -> String {
+    let id = cookie.split_once('=').map_or("", |(_, id)| id);
+    format!("{prefix}{id}")
+}
+
 /// What one request of [`merging_requests`] did.
 #[derive(Debug, PartialEq, Eq)]
 enum Outcome {
@@ -241,10 +247,7 @@ pub fn destroy_racing_merges_never_resurrects<S: Store>(store: &S, prefix: &str)
     const WORKERS: usize = 4;
     let manager = merge_manager(store, prefix);
     let cookie = stored_session(&manager);
-    let key = format!(
-        "{prefix}{}",
-        cookie.split_once('=').map_or("", |(_, id)| id)
-    );
+    let key = stored_key(prefix, &cookie);
     let barrier = Barrier::new(WORKERS + 1);
     std::thread::scope(|scope| {
         for worker in 0..WORKERS {

@@ -33,10 +33,7 @@ fn assert_too_large<T: std::fmt::Debug>(commit: Result<T>, what: &str) {
 pub fn oversized_commit_writes_nothing<S: Store>(store: &S, prefix: &str) {
     let manager = limited_manager(store, prefix);
     let cookie = stored_session(&manager);
-    let key = format!(
-        "{prefix}{}",
-        cookie.split_once('=').map_or("", |(_, id)| id)
-    );
+    let key = stored_key(prefix, &cookie);
     let before = ok(store.load(&key), "load").expect("the stored session");
     let big = "x".repeat(LIMIT);
     let mut session = manager.open(Some(&cookie));
@@ -56,10 +53,7 @@ pub fn oversized_commit_writes_nothing<S: Store>(store: &S, prefix: &str) {
 pub fn oversized_stored_session_is_read<S: Store>(store: &S, prefix: &str) {
     let manager = limited_manager(store, prefix);
     let cookie = stored_session(&manager);
-    let key = format!(
-        "{prefix}{}",
-        cookie.split_once('=').map_or("", |(_, id)| id)
-    );
+    let key = stored_key(prefix, &cookie);
     let big = "y".repeat(2 * LIMIT);
     let mut map = SessionMap::default();
     map.insert("blob".into(), Value::from(big.as_str()));
