@@ -1,5 +1,5 @@
-//! What the builders of the networked stores share: their plain setters. (Connection settings
-//! are one value, [`ConnectionSettings`](super::ConnectionSettings), on every builder.)
+//! What the builders of the networked stores share: their plain setters, `connection` and
+//! `startup_check` included (one [`ConnectionSettings`](super::ConnectionSettings) value each).
 
 /// Builder setters that store their argument in a field and return the builder, each with the
 /// documentation written above it:

@@ -188,52 +188,50 @@ impl MemcachedStoreBuilder {
         self
     }
 
-    /// How the store connects, waits and pools, per server: see [`ConnectionSettings`] for the
-    /// meaning and the defaults (connect 1 s, I/O 2 s, checkout 1 s, 16 connections).
-    ///
-    /// - `connect_timeout` bounds the TCP connect;
-    /// - `io_timeout` bounds each send and each read of a reply; a connection that timed out
-    ///   is closed, never reused;
-    /// - `max_connections` is the most connections open to each server, idle or busy;
-    /// - `checkout_timeout` is how long an operation waits for one of them when all are busy,
-    ///   before it fails with [`MemcachedError::PoolTimeout`], of kind
-    ///   [`ErrorKind::Unavailable`](crate::ErrorKind::Unavailable).
-    ///
-    /// An operation thus takes at most the checkout timeout, plus the connect timeout when it
-    /// opens a connection, plus the I/O timeout of each send and reply (and once more after a
-    /// pooled connection the server had closed, or on the next server after one that cannot
-    /// be reached).
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// use server_session::store::{ConnectionSettings, MemcachedStore};
-    /// let builder = MemcachedStore::builder().connection(ConnectionSettings {
-    ///     max_connections: 32,
-    ///     ..ConnectionSettings::default()
-    /// });
-    /// ```
-    pub fn connection(mut self, settings: ConnectionSettings) -> Self {
-        self.settings = settings;
-        self
+    setters! {
+        /// How the store connects, waits and pools, per server: see [`ConnectionSettings`] for the
+        /// meaning and the defaults (connect 1 s, I/O 2 s, checkout 1 s, 16 connections).
+        ///
+        /// - `connect_timeout` bounds the TCP connect;
+        /// - `io_timeout` bounds each send and each read of a reply; a connection that timed out
+        ///   is closed, never reused;
+        /// - `max_connections` is the most connections open to each server, idle or busy;
+        /// - `checkout_timeout` is how long an operation waits for one of them when all are busy,
+        ///   before it fails with [`MemcachedError::PoolTimeout`], of kind
+        ///   [`ErrorKind::Unavailable`](crate::ErrorKind::Unavailable).
+        ///
+        /// An operation thus takes at most the checkout timeout, plus the connect timeout when it
+        /// opens a connection, plus the I/O timeout of each send and reply (and once more after a
+        /// pooled connection the server had closed, or on the next server after one that cannot
+        /// be reached).
+        ///
+        /// ```
+        /// use std::time::Duration;
+        /// use server_session::store::{ConnectionSettings, MemcachedStore};
+        /// let builder = MemcachedStore::builder().connection(ConnectionSettings {
+        ///     max_connections: 32,
+        ///     ..ConnectionSettings::default()
+        /// });
+        /// ```
+        connection(settings: ConnectionSettings) => settings;
     }
 
-    /// Whether [`build`](Self::build) sends `version` to every server, each in turn, before it
-    /// returns, so that a wrong host or port fails the build with its cause
-    /// (`memcached 127.0.0.1:1: connection refused`) instead of every request later. Default:
-    /// `true`. Turn it off to start while a server is still coming up (requests for its keys
-    /// then fail, or go to the next server, until it answers).
-    ///
-    /// ```
-    /// // Builds at once, even though nothing listens on port 1.
-    /// let store = server_session::store::MemcachedStore::builder()
-    ///     .url("memcache://127.0.0.1:1")
-    ///     .startup_check(false)
-    ///     .build();
-    /// assert!(store.is_ok());
-    /// ```
-    pub fn startup_check(mut self, check: bool) -> Self {
-        self.startup_check = check;
-        self
+    setters! {
+        /// Whether [`build`](Self::build) sends `version` to every server, each in turn, before it
+        /// returns, so that a wrong host or port fails the build with its cause
+        /// (`memcached 127.0.0.1:1: connection refused`) instead of every request later. Default:
+        /// `true`. Turn it off to start while a server is still coming up (requests for its keys
+        /// then fail, or go to the next server, until it answers).
+        ///
+        /// ```
+        /// // Builds at once, even though nothing listens on port 1.
+        /// let store = server_session::store::MemcachedStore::builder()
+        ///     .url("memcache://127.0.0.1:1")
+        ///     .startup_check(false)
+        ///     .build();
+        /// assert!(store.is_ok());
+        /// ```
+        startup_check(check: bool) => startup_check;
     }
 
     setters! {

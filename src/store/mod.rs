@@ -23,7 +23,12 @@ mod redact;
 mod settings;
 mod sweeper;
 
-#[cfg(any(feature = "redis-cluster", feature = "memcached"))]
+#[cfg(any(
+    feature = "redis",
+    feature = "memcached",
+    feature = "postgres",
+    feature = "mongodb"
+))]
 mod builder;
 #[cfg(feature = "memcached")]
 mod memcached;

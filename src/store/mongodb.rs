@@ -1,6 +1,7 @@
 //! Sessions as documents in a MongoDB collection, like Flask-Session's `mongodb` backend: see
 //! [`MongoStore`] for the document layout, the indexes and the expiry rules.
 
+use super::builder::setters;
 use std::future::IntoFuture;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -210,31 +211,30 @@ impl MongoStoreBuilder {
         self
     }
 
-    /// How the store connects, waits and pools (see [`ConnectionSettings`]; defaults: connect
-    /// 1 s, I/O 2 s, checkout 1 s, 16 connections):
-    ///
-    /// - `connect_timeout` is the driver's `connectTimeoutMS`: TCP connect and TLS of each
-    ///   connection, and the server monitor's checks. A monitor check that times out marks
-    ///   the server unknown and clears the pool, interrupting the operations in flight (the
-    ///   driver then retries writes once): raise it for a server that is slow to answer;
-    /// - `checkout_timeout` is the driver's `serverSelectionTimeoutMS` (unless
-    ///   [`server_selection_timeout`](Self::server_selection_timeout) is set): how long an
-    ///   operation waits for a reachable server;
-    /// - `io_timeout` bounds the rest: the store awaits each driver operation for at most
-    ///   the checkout plus the I/O timeout, then fails it (the driver has no socket timeout);
-    /// - `max_connections` is the driver's `maxPoolSize`.
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// use server_session::store::{ConnectionSettings, MongoStore};
-    /// let builder = MongoStore::builder().connection(ConnectionSettings {
-    ///     io_timeout: Duration::from_millis(500),
-    ///     ..ConnectionSettings::default()
-    /// });
-    /// ```
-    pub fn connection(mut self, settings: ConnectionSettings) -> Self {
-        self.settings = settings;
-        self
+    setters! {
+        /// How the store connects, waits and pools (see [`ConnectionSettings`]; defaults: connect
+        /// 1 s, I/O 2 s, checkout 1 s, 16 connections):
+        ///
+        /// - `connect_timeout` is the driver's `connectTimeoutMS`: TCP connect and TLS of each
+        ///   connection, and the server monitor's checks. A monitor check that times out marks
+        ///   the server unknown and clears the pool, interrupting the operations in flight (the
+        ///   driver then retries writes once): raise it for a server that is slow to answer;
+        /// - `checkout_timeout` is the driver's `serverSelectionTimeoutMS` (unless
+        ///   [`server_selection_timeout`](Self::server_selection_timeout) is set): how long an
+        ///   operation waits for a reachable server;
+        /// - `io_timeout` bounds the rest: the store awaits each driver operation for at most
+        ///   the checkout plus the I/O timeout, then fails it (the driver has no socket timeout);
+        /// - `max_connections` is the driver's `maxPoolSize`.
+        ///
+        /// ```
+        /// use std::time::Duration;
+        /// use server_session::store::{ConnectionSettings, MongoStore};
+        /// let builder = MongoStore::builder().connection(ConnectionSettings {
+        ///     io_timeout: Duration::from_millis(500),
+        ///     ..ConnectionSettings::default()
+        /// });
+        /// ```
+        connection(settings: ConnectionSettings) => settings;
     }
 
     /// How long an operation waits for a reachable server before it fails with
@@ -268,23 +268,22 @@ impl MongoStoreBuilder {
         self
     }
 
-    /// Whether [`build`](Self::build) checks the server before it returns: it creates the
-    /// indexes (see [`create_indexes`](Self::create_indexes)) or, without them, reads from the
-    /// collection, so that an unreachable server, failed authentication or a missing
-    /// permission fails the build with its cause. Default: `true`. With `false`, `build` does
-    /// no I/O; requests fail (within the timeouts) until the server answers.
-    ///
-    /// ```
-    /// // Builds at once, even though nothing listens on port 1.
-    /// let store = server_session::store::MongoStore::builder()
-    ///     .url("mongodb://127.0.0.1:1/?directConnection=true")
-    ///     .startup_check(false)
-    ///     .build();
-    /// assert!(store.is_ok());
-    /// ```
-    pub fn startup_check(mut self, check: bool) -> Self {
-        self.startup_check = check;
-        self
+    setters! {
+        /// Whether [`build`](Self::build) checks the server before it returns: it creates the
+        /// indexes (see [`create_indexes`](Self::create_indexes)) or, without them, reads from the
+        /// collection, so that an unreachable server, failed authentication or a missing
+        /// permission fails the build with its cause. Default: `true`. With `false`, `build` does
+        /// no I/O; requests fail (within the timeouts) until the server answers.
+        ///
+        /// ```
+        /// // Builds at once, even though nothing listens on port 1.
+        /// let store = server_session::store::MongoStore::builder()
+        ///     .url("mongodb://127.0.0.1:1/?directConnection=true")
+        ///     .startup_check(false)
+        ///     .build();
+        /// assert!(store.is_ok());
+        /// ```
+        startup_check(check: bool) => startup_check;
     }
 
     /// Validates the settings, makes the client (unless one was given) and runs the start-up

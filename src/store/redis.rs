@@ -1,5 +1,6 @@
 //! The [`RedisStore`](super::RedisStore) and its builder.
 
+use super::builder::setters;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -73,11 +74,21 @@ const DEFAULT_URL: &str = "redis://127.0.0.1:6379";
 ///     .build()?; // connects once and sends PING: a wrong URL fails here, not on a request
 /// # Ok::<(), server_session::Error>(())
 /// ```
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct RedisStoreBuilder {
     target: Target,
     settings: ConnectionSettings,
-    skip_startup_check: bool,
+    startup_check: bool,
+}
+
+impl Default for RedisStoreBuilder {
+    fn default() -> Self {
+        Self {
+            target: Target::default(),
+            settings: ConnectionSettings::default(),
+            startup_check: true,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -102,22 +113,21 @@ impl RedisStoreBuilder {
         self
     }
 
-    /// Whether [`build`](Self::build) opens one connection and sends `PING` before it returns,
-    /// so that an unreachable server, a wrong password or a missing database index fails the
-    /// build with its cause instead of every request later. Default: `true`. Turn it off to
-    /// start while the server is still coming up; requests then fail until it answers.
-    ///
-    /// ```
-    /// // Builds at once, even though nothing listens on port 1.
-    /// let store = server_session::store::RedisStore::builder()
-    ///     .url("redis://127.0.0.1:1/")
-    ///     .startup_check(false)
-    ///     .build();
-    /// assert!(store.is_ok());
-    /// ```
-    pub fn startup_check(mut self, check: bool) -> Self {
-        self.skip_startup_check = !check;
-        self
+    setters! {
+        /// Whether [`build`](Self::build) opens one connection and sends `PING` before it returns,
+        /// so that an unreachable server, a wrong password or a missing database index fails the
+        /// build with its cause instead of every request later. Default: `true`. Turn it off to
+        /// start while the server is still coming up; requests then fail until it answers.
+        ///
+        /// ```
+        /// // Builds at once, even though nothing listens on port 1.
+        /// let store = server_session::store::RedisStore::builder()
+        ///     .url("redis://127.0.0.1:1/")
+        ///     .startup_check(false)
+        ///     .build();
+        /// assert!(store.is_ok());
+        /// ```
+        startup_check(check: bool) => startup_check;
     }
 
     /// The server to connect to, as an already configured [`redis::Client`] (replaces
@@ -133,33 +143,32 @@ impl RedisStoreBuilder {
         self
     }
 
-    /// How the store connects, waits and pools: see [`ConnectionSettings`] for the meaning
-    /// and the defaults (connect 1 s, I/O 2 s, checkout 1 s, 16 connections).
-    ///
-    /// - `connect_timeout` bounds opening a connection: TCP connect plus the handshake
-    ///   (`AUTH`, `SELECT`);
-    /// - `io_timeout` bounds sending each command and waiting for its reply; a connection that
-    ///   timed out is discarded, never reused;
-    /// - `max_connections` is the most connections the pool holds (it keeps them open once
-    ///   made); size it to your server's worker threads;
-    /// - `checkout_timeout` is how long an operation waits for a pooled connection (all busy,
-    ///   or the server unreachable) before failing with [`Error::Store`] of kind
-    ///   [`ErrorKind::Unavailable`](crate::ErrorKind::Unavailable).
-    ///
-    /// An operation thus takes at most the checkout timeout plus the I/O timeout of its
-    /// command (and once more on a fresh connection after a pooled one the server had closed).
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// use server_session::store::{ConnectionSettings, RedisStore};
-    /// let builder = RedisStore::builder().connection(ConnectionSettings {
-    ///     checkout_timeout: Duration::from_millis(500),
-    ///     ..ConnectionSettings::default()
-    /// });
-    /// ```
-    pub fn connection(mut self, settings: ConnectionSettings) -> Self {
-        self.settings = settings;
-        self
+    setters! {
+        /// How the store connects, waits and pools: see [`ConnectionSettings`] for the meaning
+        /// and the defaults (connect 1 s, I/O 2 s, checkout 1 s, 16 connections).
+        ///
+        /// - `connect_timeout` bounds opening a connection: TCP connect plus the handshake
+        ///   (`AUTH`, `SELECT`);
+        /// - `io_timeout` bounds sending each command and waiting for its reply; a connection that
+        ///   timed out is discarded, never reused;
+        /// - `max_connections` is the most connections the pool holds (it keeps them open once
+        ///   made); size it to your server's worker threads;
+        /// - `checkout_timeout` is how long an operation waits for a pooled connection (all busy,
+        ///   or the server unreachable) before failing with [`Error::Store`] of kind
+        ///   [`ErrorKind::Unavailable`](crate::ErrorKind::Unavailable).
+        ///
+        /// An operation thus takes at most the checkout timeout plus the I/O timeout of its
+        /// command (and once more on a fresh connection after a pooled one the server had closed).
+        ///
+        /// ```
+        /// use std::time::Duration;
+        /// use server_session::store::{ConnectionSettings, RedisStore};
+        /// let builder = RedisStore::builder().connection(ConnectionSettings {
+        ///     checkout_timeout: Duration::from_millis(500),
+        ///     ..ConnectionSettings::default()
+        /// });
+        /// ```
+        connection(settings: ConnectionSettings) => settings;
     }
 
     /// Validates the settings, checks the server (see [`startup_check`](Self::startup_check))
@@ -194,7 +203,7 @@ impl RedisStoreBuilder {
             connect_timeout: self.settings.connect_timeout,
             io_timeout: self.settings.io_timeout,
         };
-        if !self.skip_startup_check {
+        if self.startup_check {
             connector
                 .check()
                 .map_err(|e| Error::from(e).at(|| target.to_string()))?;

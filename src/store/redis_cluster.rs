@@ -107,50 +107,48 @@ impl RedisClusterStoreBuilder {
         self
     }
 
-    /// How the store connects, waits and pools: see [`ConnectionSettings`] for the meaning
-    /// and the defaults (connect 1 s, I/O 2 s, checkout 1 s, 16 connections).
-    ///
-    /// - `connect_timeout` bounds opening a socket to one node, including its handshake and
-    ///   the `PING` the cluster client sends on it;
-    /// - `io_timeout` bounds sending each command and each attempt's wait for its reply. The
-    ///   `redis` crate retries a timed-out command (see [`retries`](Self::retries)), so a node
-    ///   that stops answering fails an operation after `(retries + 1) × io_timeout`;
-    /// - `max_connections` is the most cluster connections the pool holds (it keeps them open
-    ///   once made); each holds one socket per node;
-    /// - `checkout_timeout` is how long an operation waits for a pooled connection (all busy,
-    ///   or no seed node reachable) before failing with [`Error::Store`] of kind
-    ///   [`ErrorKind::Unavailable`](crate::ErrorKind::Unavailable).
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// use server_session::store::{ConnectionSettings, RedisClusterStore};
-    /// let builder = RedisClusterStore::builder().connection(ConnectionSettings {
-    ///     connect_timeout: Duration::from_millis(250),
-    ///     ..ConnectionSettings::default()
-    /// });
-    /// ```
-    pub fn connection(mut self, settings: ConnectionSettings) -> Self {
-        self.settings = settings;
-        self
+    setters! {
+        /// How the store connects, waits and pools: see [`ConnectionSettings`] for the meaning
+        /// and the defaults (connect 1 s, I/O 2 s, checkout 1 s, 16 connections).
+        ///
+        /// - `connect_timeout` bounds opening a socket to one node, including its handshake and
+        ///   the `PING` the cluster client sends on it;
+        /// - `io_timeout` bounds sending each command and each attempt's wait for its reply. The
+        ///   `redis` crate retries a timed-out command (see [`retries`](Self::retries)), so a node
+        ///   that stops answering fails an operation after `(retries + 1) × io_timeout`;
+        /// - `max_connections` is the most cluster connections the pool holds (it keeps them open
+        ///   once made); each holds one socket per node;
+        /// - `checkout_timeout` is how long an operation waits for a pooled connection (all busy,
+        ///   or no seed node reachable) before failing with [`Error::Store`] of kind
+        ///   [`ErrorKind::Unavailable`](crate::ErrorKind::Unavailable).
+        ///
+        /// ```
+        /// use std::time::Duration;
+        /// use server_session::store::{ConnectionSettings, RedisClusterStore};
+        /// let builder = RedisClusterStore::builder().connection(ConnectionSettings {
+        ///     connect_timeout: Duration::from_millis(250),
+        ///     ..ConnectionSettings::default()
+        /// });
+        /// ```
+        connection(settings: ConnectionSettings) => settings;
     }
 
-    /// Whether [`build`](Self::build) opens one cluster connection before it returns: it asks
-    /// the seed nodes for the cluster's layout and connects to its nodes, so that unreachable
-    /// seeds or a wrong password fail the build with the cause instead of every request later.
-    /// Default: `true`. Turn it off to start while the cluster is still coming up; requests
-    /// then fail until it answers.
-    ///
-    /// ```
-    /// // Builds at once, even though nothing listens on port 1.
-    /// let store = server_session::store::RedisClusterStore::builder()
-    ///     .url("redis+cluster://127.0.0.1:1")
-    ///     .startup_check(false)
-    ///     .build();
-    /// assert!(store.is_ok());
-    /// ```
-    pub fn startup_check(mut self, check: bool) -> Self {
-        self.startup_check = check;
-        self
+    setters! {
+        /// Whether [`build`](Self::build) opens one cluster connection before it returns: it asks
+        /// the seed nodes for the cluster's layout and connects to its nodes, so that unreachable
+        /// seeds or a wrong password fail the build with the cause instead of every request later.
+        /// Default: `true`. Turn it off to start while the cluster is still coming up; requests
+        /// then fail until it answers.
+        ///
+        /// ```
+        /// // Builds at once, even though nothing listens on port 1.
+        /// let store = server_session::store::RedisClusterStore::builder()
+        ///     .url("redis+cluster://127.0.0.1:1")
+        ///     .startup_check(false)
+        ///     .build();
+        /// assert!(store.is_ok());
+        /// ```
+        startup_check(check: bool) => startup_check;
     }
 
     setters! {

@@ -1,5 +1,6 @@
 //! The builder of [`PostgresStore`].
 
+use crate::store::builder::setters;
 use std::time::Duration;
 
 use postgres::NoTls;
@@ -176,29 +177,28 @@ impl<T: PostgresTls> PostgresStoreBuilder<T> {
         self
     }
 
-    /// How the store connects, waits and pools: see [`ConnectionSettings`] for the meaning
-    /// and the defaults (connect 1 s, I/O 2 s, checkout 1 s, 16 connections):
-    ///
-    /// - `connect_timeout` bounds opening one connection: TCP connect, TLS, authentication
-    ///   and the session set-up;
-    /// - `io_timeout` bounds each statement's round trip;
-    /// - `max_connections` is the most connections the pool opens, idle or busy;
-    /// - `checkout_timeout` is how long an operation waits for a pooled connection.
-    ///
-    /// A `connect_timeout` in the URL bounds each TCP connect attempt; this connect timeout
-    /// bounds the whole opening of a connection all the same.
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// use server_session::store::{ConnectionSettings, PostgresStore};
-    /// let b = PostgresStore::builder().connection(ConnectionSettings {
-    ///     checkout_timeout: Duration::from_millis(300),
-    ///     ..ConnectionSettings::default()
-    /// });
-    /// ```
-    pub fn connection(mut self, settings: ConnectionSettings) -> Self {
-        self.settings = settings;
-        self
+    setters! {
+        /// How the store connects, waits and pools: see [`ConnectionSettings`] for the meaning
+        /// and the defaults (connect 1 s, I/O 2 s, checkout 1 s, 16 connections):
+        ///
+        /// - `connect_timeout` bounds opening one connection: TCP connect, TLS, authentication
+        ///   and the session set-up;
+        /// - `io_timeout` bounds each statement's round trip;
+        /// - `max_connections` is the most connections the pool opens, idle or busy;
+        /// - `checkout_timeout` is how long an operation waits for a pooled connection.
+        ///
+        /// A `connect_timeout` in the URL bounds each TCP connect attempt; this connect timeout
+        /// bounds the whole opening of a connection all the same.
+        ///
+        /// ```
+        /// use std::time::Duration;
+        /// use server_session::store::{ConnectionSettings, PostgresStore};
+        /// let b = PostgresStore::builder().connection(ConnectionSettings {
+        ///     checkout_timeout: Duration::from_millis(300),
+        ///     ..ConnectionSettings::default()
+        /// });
+        /// ```
+        connection(settings: ConnectionSettings) => settings;
     }
 
     /// The server-side statement timeout of each connection (`SET statement_timeout`);
@@ -213,24 +213,23 @@ impl<T: PostgresTls> PostgresStoreBuilder<T> {
         self
     }
 
-    /// Whether [`build`](Self::build) connects once, creates the table if missing and
-    /// allowed, and prepares every statement, so that an unreachable server, a wrong password,
-    /// a missing database or an unusable table fails the build with its cause. Default: `true`.
-    ///
-    /// With `false`, `build` does no I/O and the table is neither checked nor created: it must
-    /// exist. Requests fail (within the timeouts) until the server answers.
-    ///
-    /// ```
-    /// // Builds at once, even though nothing listens on port 1.
-    /// let store = server_session::store::PostgresStore::builder()
-    ///     .url("postgres://app@127.0.0.1:1/app")
-    ///     .startup_check(false)
-    ///     .build();
-    /// assert!(store.is_ok());
-    /// ```
-    pub fn startup_check(mut self, check: bool) -> Self {
-        self.startup_check = check;
-        self
+    setters! {
+        /// Whether [`build`](Self::build) connects once, creates the table if missing and
+        /// allowed, and prepares every statement, so that an unreachable server, a wrong password,
+        /// a missing database or an unusable table fails the build with its cause. Default: `true`.
+        ///
+        /// With `false`, `build` does no I/O and the table is neither checked nor created: it must
+        /// exist. Requests fail (within the timeouts) until the server answers.
+        ///
+        /// ```
+        /// // Builds at once, even though nothing listens on port 1.
+        /// let store = server_session::store::PostgresStore::builder()
+        ///     .url("postgres://app@127.0.0.1:1/app")
+        ///     .startup_check(false)
+        ///     .build();
+        /// assert!(store.is_ok());
+        /// ```
+        startup_check(check: bool) => startup_check;
     }
 
     /// Validates the settings, runs the start-up check (see
