@@ -1,5 +1,5 @@
 //! Heap allocations per request cycle on the MemoryStore, counted by a counting global
-//! allocator (no timing, no criterion): `cargo bench --bench alloc`. `scripts/bench.sh` runs it
+//! allocator (no timing, no criterion): `cargo bench -p server-session-benches --bench alloc`. `scripts/bench.sh` runs it
 //! and copies its `alloc:` lines into BENCHMARKS.md.
 //!
 //! The cycle is the one `benches/core.rs` times, on the same ~200-byte session: open with a

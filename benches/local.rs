@@ -5,7 +5,7 @@
 //! Cycle: open (cookie parse + signature check) -> get -> insert -> commit, which costs one load
 //! and one save. The session holds `visits` and a 180-character `note` (about 200 bytes of
 //! MessagePack), as in the server benches. Run pinned to one CPU:
-//! `taskset -c 0 cargo bench --bench local`.
+//! `taskset -c 0 cargo bench -p server-session-benches --bench local`.
 
 use std::collections::HashMap;
 use std::fs::{self, OpenOptions};
@@ -102,7 +102,10 @@ fn memory(c: &mut Criterion) {
 }
 
 fn file(c: &mut Criterion) {
-    let dir = tempfile::tempdir_in("target").expect("temp dir under target/");
+    // Under the repository's target/ (a real disk, like an app's session directory; /tmp may be
+    // a tmpfs); `cargo bench` runs this binary from benches/.
+    let target = concat!(env!("CARGO_MANIFEST_DIR"), "/../target");
+    let dir = tempfile::tempdir_in(target).expect("temp dir under target/");
     let store = FileStore::new(dir.path().join("sessions")).expect("store");
     let manager = SessionManager::new(store, signed_config("session:")).unwrap();
     let (header, key) = stored_session(&manager, 180);

@@ -6,7 +6,7 @@
 //! to one `TCP_NODELAY` socket, one write per command, with a value of the same length. Needs
 //! `SERVER_SESSION_MEMCACHED_URL`; pin every thread of the server and the benchmark to one CPU:
 //! `taskset -apc 0 $(pidof memcached)`, then
-//! `taskset -c 0 cargo bench --features memcached --bench memcached`.
+//! `taskset -c 0 cargo bench -p server-session-benches --features memcached --bench memcached`.
 
 mod support;
 

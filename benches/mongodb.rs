@@ -3,7 +3,7 @@
 //! of their medians and means over interleaved pairs.
 //!
 //! Needs a server: `bash scripts/mongodb.sh`, then (pinned, see the design notes)
-//! `taskset -c 0 cargo bench --features mongodb --bench mongodb`. The server is found through
+//! `taskset -c 0 cargo bench -p server-session-benches --features mongodb --bench mongodb`. The server is found through
 //! `SERVER_SESSION_MONGODB_URL`, by default
 //! `mongodb://127.0.0.1:27017/?directConnection=true&retryWrites=false`: SecantusDB's
 //! bookkeeping of retryable writes makes its writes slower as they accumulate (from ~1 ms to

@@ -4,7 +4,7 @@
 //! SELECT (load) and one UPDATE (save). Floor: the same SELECT and UPDATE issued directly with
 //! the `postgres` client on one connection with prepared statements (synchronous_commit as the
 //! server has it). Needs `SERVER_SESSION_POSTGRES_URL`; run pinned to one CPU:
-//! `taskset -c 0 cargo bench --features postgres --bench postgres`.
+//! `taskset -c 0 cargo bench -p server-session-benches --features postgres --bench postgres`.
 
 mod support;
 

@@ -5,7 +5,7 @@
 //! directly with the `redis` crate on one connection, with a value of the same length. Needs
 //! `SERVER_SESSION_REDIS_URL`; pin the server and the benchmark to one CPU:
 //! `taskset -apc 0 $(pidof redis-server)`, then
-//! `taskset -c 0 cargo bench --features redis --bench redis`.
+//! `taskset -c 0 cargo bench -p server-session-benches --features redis --bench redis`.
 
 mod support;
 

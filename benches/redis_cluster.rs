@@ -7,7 +7,7 @@
 //! with a value of the same length. Needs `SERVER_SESSION_REDIS_CLUSTER_URL` (the cluster of
 //! `scripts/cluster.sh`); pin the nodes and the benchmark to one CPU:
 //! `for p in $(pgrep -f 'redis-server .*:700[0-5]'); do taskset -apc 0 $p; done`, then
-//! `taskset -c 0 cargo bench --features redis-cluster --bench redis_cluster`.
+//! `taskset -c 0 cargo bench -p server-session-benches --features redis-cluster --bench redis_cluster`.
 
 mod support;
 

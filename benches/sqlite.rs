@@ -7,7 +7,7 @@
 //! expiry each time, as every request that saves a session must; the constant-expiry variant
 //! is shown for reference (SQLite then skips the expiry index update). Both are measured with
 //! and without the expiry index. Run pinned to one CPU:
-//! `taskset -c 0 cargo bench --features sqlite --bench sqlite`.
+//! `taskset -c 0 cargo bench -p server-session-benches --features sqlite --bench sqlite`.
 
 mod support;
 

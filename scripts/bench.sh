@@ -5,11 +5,13 @@
 #
 # 1. Criterion, pinned to CPU 0 together with every thread of the servers (design.md,
 #    "Benchmarking on these machines"): per store our full request cycle and its raw floor in
-#    the same run (benches/local.rs for memory and file, benches/<store>.rs for the servers),
+#    the same run (benches/local.rs for memory and file, benches/<store>.rs for the servers;
+#    benches/ is the workspace package server-session-benches),
 #    the same cycle with merging of concurrent changes off and a request whose commit merges
 #    once (benches/support/merging.rs, in every store bench), the cookie/signature/id
-#    micro-benchmarks (core) and the codecs (codec). Medians are read
-#    from criterion's estimates.json files under target/bench-run/criterion.
+#    micro-benchmarks (core) and the codecs (codec). Medians are read from criterion's
+#    estimates.json files under target/bench-run/criterion by scripts/bench_report.py, which
+#    writes the report.
 # 2. Flask-Session 0.8's per-request session cost on the same servers (benches/flask/bench.py,
 #    Flask-Session from PyPI in a virtualenv under target/flask-bench/venv), also pinned.
 # 3. Heap allocations per MemoryStore request cycle (benches/alloc.rs, a counting allocator).
@@ -34,345 +36,8 @@ STARTED=$(date +%s)
 
 OUT=target/bench-run
 # --- the report (BENCH_REPORT_ONLY=1 rewrites it from the last run's target/bench-run) ------
-write_report() {
-  python3 - "$OUT" >BENCHMARKS.md <<'PY'
-import glob, json, os, re, statistics, sys
-
-out = sys.argv[1]
-machine = dict(line.rstrip("\n").split("=", 1) for line in open(f"{out}/machine.txt"))
-stores = [line.rstrip("\n").split("\t") for line in open(f"{out}/stores.tsv")]
-status = {s[0]: (s[1], s[2]) for s in stores}
-
-medians = {}
-for path in glob.glob(f"{out}/criterion/**/new/benchmark.json", recursive=True):
-    info = json.load(open(path))
-    estimates = json.load(open(os.path.join(os.path.dirname(path), "estimates.json")))
-    medians[info["full_id"]] = estimates["median"]["point_estimate"]
-
-def log(name):
-    path = f"{out}/logs/{name}.log"
-    return open(path, errors="replace").read() if os.path.exists(path) else ""
-
-def fmt(ns):
-    if ns is None:
-        return "—"
-    if ns < 1e3:
-        return f"{ns:.0f} ns"
-    if ns < 1e6:
-        return f"{ns / 1e3:.1f} µs" if ns >= 1e4 else f"{ns / 1e3:.2f} µs"
-    return f"{ns / 1e6:.2f} ms"
-
-def pick(group, prefix, prefer=()):
-    ids = sorted(k for k in medians if k.startswith(f"{group}/{prefix}"))
-    for word in prefer:
-        narrowed = [k for k in ids if word in k]
-        ids = narrowed or ids
-    return ids[0] if ids else None
-
-def paired(store):
-    text = log("local" if store in ("memory", "file") else store)
-    m = re.search(rf"^{store} paired .*?(?:median paired ratio|ratio) ([0-9.]+)\s*$", text, re.M)
-    return float(m.group(1)) if m else None
-
-def merging_paired(store):
-    text = log("local" if store in ("memory", "file") else store)
-    found = re.findall(rf"^{store} merging on/off paired rounds(?: \((.*?)\))?:.*?median paired ratio ([0-9.]+)\s*$",
-                       text, re.M)
-    preferred = [ratio for label, ratio in found if "index true" in label] or [r for _, r in found]
-    return float(preferred[0]) if preferred else None
-
-flask = {}
-if os.path.exists(f"{out}/flask.jsonl"):
-    for line in open(f"{out}/flask.jsonl"):
-        if line.strip().startswith("{"):
-            row = json.loads(line)
-            flask[row["backend"]] = row
-
-load = [l.rstrip("\n").split("\t") for l in open(f"{out}/load.tsv") if l.strip()]
-rss = [l.rstrip("\n").split("\t") for l in open(f"{out}/rss.tsv") if l.strip()]
-alloc = [l[len("alloc: "):] for l in log("alloc").splitlines() if l.startswith("alloc: ")]
-
-ORDER = ["memory", "file", "redis", "memcached", "sqlite", "postgres", "mongodb"]
-FLOOR = {
-    "memory": "locked `HashMap` read + overwrite",
-    "file": "read + write temp + rename over (std::fs)",
-    "redis": "`GET` + `SET XX PXAT`, redis crate, one connection",
-    "memcached": "`get` + `replace` on one TCP_NODELAY socket",
-    "sqlite": "`SELECT` + `UPDATE` (new expiry), rusqlite, WAL + synchronous=NORMAL",
-    "postgres": "`SELECT` + `UPDATE`, postgres client, prepared",
-    "mongodb": "`find_one` + `update_one`, driver",
-}
-rows = {}
-for store in ORDER:
-    if store not in status:
-        continue
-    ours = pick(store, "request cycle", ("index true",))
-    floor = pick(store, "raw floor", ("new expiry", "index true"))
-    rows[store] = (medians.get(ours), medians.get(floor))
-
-def load_summary(store, mode):
-    runs = [r for r in load if r[0] == store and r[1] == mode and len(r) >= 9]
-    base = {r[2]: r for r in runs if r[3] == "baseline"}
-    demo = {r[2]: r for r in runs if r[3] == "demo"}
-    rounds = sorted(set(base) & set(demo))
-    if not rounds:
-        return None
-    med = lambda rs, i: statistics.median(float(r[i]) for r in rs)
-    per_round = lambda i: [float(demo[k][i]) / float(base[k][i]) for k in rounds if float(base[k][i]) > 0]
-    ratios, cpu = per_round(4), per_round(7)
-    return {
-        "base_rps": med(base.values(), 4), "base_p99": med(base.values(), 5),
-        "demo_rps": med(demo.values(), 4), "demo_p99": med(demo.values(), 5),
-        "base_cpu": med(base.values(), 7), "demo_cpu": med(demo.values(), 7),
-        "store_cpu": med(demo.values(), 8),
-        "ratio": statistics.median(ratios), "min_ratio": min(ratios), "max_ratio": max(ratios),
-        "cpu_ratio": statistics.median(cpu) if cpu else float("nan"), "rounds": len(rounds),
-    }
-
-def cpu_cell(s):
-    extra = f" + {s['store_cpu']:.1f} in the store's server" if s["store_cpu"] > 0 else ""
-    return f"{s['base_cpu']:.1f} → {s['demo_cpu']:.1f}{extra} (+{100 * (s['cpu_ratio'] - 1):.0f}%)"
-
-def ms(us):
-    return f"{us / 1000:.2f} ms"
-
-p = print
-p("# Benchmarks")
-p()
-p("Generated by `bash scripts/bench.sh`; do not edit by hand. Every timing here is from one run")
-p("on the machine below, which is shared with other work: compare the ratios (measured in the")
-p("same run), not the absolute times, across runs.")
-p()
-p(f"- **Machine:** {machine['cpu']}, {machine['cores']} vCPUs, {machine['kernel']}; {machine['date']}; "
-  f"commit {machine['commit']}")
-p(f"- **Load average** (1/5/15 min): {machine['load_start']} at the start, {machine.get('load_end', '?')} at the end"
-  + (" — **the machine was busy; treat absolute numbers with care**"
-     if float(machine['load_start'].split()[0]) > 1.0 else ""))
-p("  (the end figure includes bench.sh's own load: wrk and the server keep both vCPUs busy)")
-p(f"- **Runtime of bench.sh:** {int(machine.get('runtime', 0)) // 60} min {int(machine.get('runtime', 0)) % 60} s")
-p("- **Pinning:** criterion benches, the Flask harness and every server thread (Redis, memcached, "
-  "PostgreSQL, the MongoDB-wire server, the demo and the baseline) on CPU 0; wrk on CPU 1.")
-p()
-p("## Summary")
-p()
-p("Request cycle = `open` (cookie parse + signature check) → `get` → `insert` → `commit`, signed cookie,")
-p("a ~200-byte MessagePack session; one store read and one store write. Goals (issue 7): every store")
-p("within 1.1–1.2× of its floor; ≥ 5× faster than Flask-Session 0.8 per request on every shared backend.")
-p()
-p("| store | our cycle (median) | raw floor (median) | ratio | paired ratio | Flask-Session 0.8 (median) | our speed-up |")
-p("|---|---|---|---|---|---|---|")
-for store in ORDER:
-    if store not in status:
-        continue
-    state, why = status[store]
-    if state != "up":
-        p(f"| {store} | skipped: {why} | | | | | |")
-        continue
-    ours, floor = rows[store]
-    ratio = f"{ours / floor:.2f}×" if ours and floor else "—"
-    pr = paired(store)
-    fl = flask.get(store, {})
-    fl_ns = fl.get("median_us", 0) * 1e3 if "median_us" in fl else None
-    speed = f"{fl_ns / ours:.1f}×" if fl_ns and ours else ("skipped" if "skipped" in fl else "—")
-    p(f"| {store} | {fmt(ours)} | {fmt(floor)} | {ratio} | {f'{pr:.2f}×' if pr else '—'} | {fmt(fl_ns)} | {speed} |")
-p()
-p("*paired ratio*: the bench alternates short rounds of the cycle and the floor and prints the median of")
-p("the per-round ratios (`mongodb`: the ratio of the medians over interleaved pairs); it holds up better")
-p("than the ratio of two criterion medians measured seconds apart when the machine is busy. For the")
-p("in-process stores the floor is a hash-map access or three file-system calls, so the memory ratio is")
-p("really the fixed per-request cost (HMAC verify + sign, codec, cookie formatting) over ~0.1 µs.")
-p()
-merge_rows = []
-for store in ORDER:
-    if store not in status or status[store][0] != "up":
-        continue
-    on, off = rows[store][0], medians.get(pick(store, "merging off", ("index true",)))
-    conflict = medians.get(pick(store, "conflicting commit", ("index true",)))
-    if off or conflict:
-        merge_rows.append((store, on, off, conflict))
-if merge_rows:
-    p("No lost updates (issue 13): the same request cycle with `merge_concurrent_changes` on (the default:")
-    p("the commit writes with `Store::replace`, over the bytes the request loaded) and off (a plain save),")
-    p("no conflict; target: on costs ≤ 3% over off on Redis, memcached, SQLite, PostgreSQL and files.")
-    p("*conflicting request*: a request whose stored session another request changed after it loaded it")
-    p("(the other request is not timed), so its commit is refused once, decodes the fresh copy, merges and")
-    p("writes again.")
-    p()
-    p("| store | merging on (median) | merging off (median) | on / off | paired on / off | conflicting request (median) | conflict / normal cycle |")
-    p("|---|---|---|---|---|---|---|")
-    for store, on, off, conflict in merge_rows:
-        ratio = f"{on / off:.3f}×" if on and off else "—"
-        pr = merging_paired(store)
-        cost = f"{conflict / on:.2f}×" if on and conflict else "—"
-        p(f"| {store} | {fmt(on)} | {fmt(off)} | {ratio} | {f'{pr:.3f}×' if pr else '—'} | {fmt(conflict)} | {cost} |")
-    p()
-    p("*paired on / off*: the median of the per-round ratios over alternating short rounds of the cycle")
-    p("with merging on and off, as for the floor.")
-    p()
-lines = []
-for store in ("memory", "file", "redis", "sqlite"):
-    s = load_summary(store, "cookie")
-    if s:
-        lines.append((store, s))
-if lines:
-    p("Load test (wrk, 8 connections, demo vs session-less baseline, both 8 worker threads; cookie sent back,")
-    p("32 sessions reused): goal on MemoryStore: the session layer costs < 10% of baseline throughput.")
-    p("*server CPU/request*: user + system time of the server process over the run, per request, the")
-    p("cost that decides throughput once the server is CPU-bound; unlike req/s it does not depend on")
-    p("what else runs on the machine.")
-    p()
-    p("| store | baseline req/s | demo req/s | demo / baseline | server CPU µs/request, baseline → demo | baseline p99 | demo p99 |")
-    p("|---|---|---|---|---|---|---|")
-    for store, s in lines:
-        p(f"| {store} | {s['base_rps']:,.0f} | {s['demo_rps']:,.0f} | {s['ratio']:.2f} "
-          f"(cost {100 * (1 - s['ratio']):.0f}%) | {cpu_cell(s)} | {ms(s['base_p99'])} | {ms(s['demo_p99'])} |")
-    p()
-if alloc:
-    first = re.match(r".*?: (\d+) allocations", alloc[0])
-    p(f"Heap allocations per MemoryStore request cycle (signed cookie): **{first.group(1) if first else '?'}** (goal ≤ 20).")
-    p()
-numeric = [r for r in rss if r[0].isdigit()]
-if numeric:
-    kb = [int(r[2]) for r in numeric if r[2]]
-    p(f"Resident memory of the demo on MemoryStore over {int(numeric[-1][1]):,} requests each creating a session "
-      f"(2 s lifetime): VmRSS {min(kb) / 1024:.1f}–{max(kb) / 1024:.1f} MiB, "
-      f"{kb[-1] / 1024:.1f} MiB at the end (samples below).")
-    p()
-
-p("## Per store: request cycle vs raw floor")
-p()
-for store in ORDER:
-    if store not in status or status[store][0] != "up":
-        continue
-    p(f"### {store}")
-    p()
-    p(f"Floor: {FLOOR[store]}.")
-    p()
-    p("| benchmark | median |")
-    p("|---|---|")
-    for name in sorted(k for k in medians if k.startswith(store + "/")):
-        p(f"| {name.split('/', 1)[1]} | {fmt(medians[name])} |")
-    for line in log(store if store not in ("memory", "file") else "local").splitlines():
-        if line.startswith((f"{store} paired", f"{store} merging")):
-            p()
-            p(f"`{line.strip()}`")
-    p()
-
-p("## Micro-benchmarks (in process)")
-p()
-p("| benchmark | median |")
-p("|---|---|")
-micro = [k for k in medians if k.split("/")[0] not in ORDER]
-for name in sorted(micro, key=lambda k: (not k.startswith(("open", "sign", "generate", "request")), k)):
-    p(f"| {name} | {fmt(medians[name])} |")
-p()
-
-p("## Flask-Session 0.8 on the same servers")
-p()
-p("`benches/flask/bench.py` (Flask 3.1.3, Flask-Session 0.8.0, clients pinned in")
-p("`benches/flask/requirements.txt`): one app per backend configured like the Rust benches (signed")
-p("cookie, MessagePack, `visits` + a 180-character `note`); it times `open_session` → read `visits` →")
-p("write `visits` → `save_session` on a request made (untimed) by `app.test_request_context`. Clients:")
-p("redis-py, pymemcache (`no_delay=True`; its `set` is fire-and-forget by default, so Flask-Session")
-p("waits for one round trip where we wait for two), Flask-SQLAlchemy on SQLite (WAL +")
-p("synchronous=NORMAL, as the SqliteStore) and on PostgreSQL via psycopg2, pymongo. The MongoDB-wire")
-p("server on these machines is SecantusDB, written in Python: its ~1.5 ms per operation pair hides")
-p("both clients, so the mongodb row says little about either.")
-p()
-p("*above the floor*: each side's median minus our raw floor for that store (the same two store")
-p("operations, measured by the Rust bench), i.e. what the session layer itself adds per request.")
-p()
-p("| backend | Flask-Session median | p10 | p90 | our cycle (median) | speed-up | above the floor: Flask-Session / ours |")
-p("|---|---|---|---|---|---|---|")
-for store in ("redis", "memcached", "sqlite", "postgres", "mongodb"):
-    fl = flask.get(store)
-    if not fl:
-        continue
-    if "skipped" in fl:
-        p(f"| {store} | skipped: {fl['skipped']} | | | | |")
-        continue
-    ours, floor = rows.get(store, (None, None))
-    speed = f"{fl['median_us'] * 1e3 / ours:.1f}×" if ours else "—"
-    above = "—"
-    if ours and floor and fl["median_us"] * 1e3 > floor:
-        ours_above = fmt(ours - floor) if ours > floor else "below the floor (noise)"
-        above = f"{fmt(fl['median_us'] * 1e3 - floor)} / {ours_above}"
-    p(f"| {store} | {fl['median_us']:.1f} µs | {fl['p10_us']:.1f} µs | {fl['p90_us']:.1f} µs | {fmt(ours)} | {speed} | {above} |")
-p()
-
-if load:
-    p("## Load test: demo vs baseline (wrk)")
-    p()
-    p("`examples/demo.rs` (signed cookies, `--lifetime 60`) and `examples/baseline.rs` (same tiny_http")
-    p("server and response text, no sessions), both with 8 worker threads on CPU 0; `wrk -t1 -c8 --latency`")
-    p("on CPU 1. Three interleaved rounds of 4 s per server and mode after a 2 s warm-up; medians of the")
-    p("rounds, and the median of the per-round ratios; all cookie rounds run first, then the new ones.")
-    p("*cookie*: the 32 cookies of sessions created beforehand are sent round robin, so each request")
-    p("loads, updates and saves a stored session.")
-    p("*new*: no cookie, so each request creates a session (id generation, a store insert, Set-Cookie).")
-    p()
-    p("| store | mode | baseline req/s | demo req/s | demo / baseline (min–max) | server CPU µs/request, baseline → demo | baseline p99 | demo p99 |")
-    p("|---|---|---|---|---|---|---|---|")
-    for store in ("memory", "file", "redis", "sqlite"):
-        for mode in ("cookie", "new"):
-            s = load_summary(store, mode)
-            if s:
-                p(f"| {store} | {mode} | {s['base_rps']:,.0f} | {s['demo_rps']:,.0f} | {s['ratio']:.2f} "
-                  f"({s['min_ratio']:.2f}–{s['max_ratio']:.2f}) | {cpu_cell(s)} | {ms(s['base_p99'])} | {ms(s['demo_p99'])} |")
-    p()
-
-if rss:
-    p("## Resident memory over a million new sessions (MemoryStore)")
-    p()
-    p("The demo on `memory:` with `--lifetime 2`, wrk without cookies (every request creates a session")
-    p("that expires 2 s later) in 10-second chunks, until at least a million requests and 150 s (75")
-    p("lifetimes) have passed; VmRSS from `/proc/PID/status` after each chunk. The MemoryStore evicts")
-    p("expired entries after as many writes as it held at the last eviction, so it holds at most about")
-    p("twice the sessions created per lifetime, and RSS levels off once that size is reached (freed")
-    p("entries are reused by the allocator, not returned to the OS).")
-    p()
-    p("| elapsed | requests | VmRSS |")
-    p("|---|---|---|")
-    for r in rss:
-        if r[0] == "peak":
-            p(f"| peak (VmHWM) | | {int(r[2]) / 1024:.1f} MiB |")
-        elif r[0] == "idle":
-            p(f"| 3 s idle + 1 s of requests | {int(r[1]):,} | {int(r[2]) / 1024:.1f} MiB |")
-        else:
-            p(f"| {r[0]} s | {int(r[1]):,} | {int(r[2]) / 1024:.1f} MiB |")
-    p()
-
-if alloc:
-    p("## Heap allocations per request cycle (MemoryStore)")
-    p()
-    p("`benches/alloc.rs`: a counting `#[global_allocator]`; steady state (after 100 warm-up cycles).")
-    p("An allocation is an `alloc` or a `realloc` (a grown buffer). `ALLOC_TRACE=1 cargo bench --bench alloc`")
-    p("prints where each one comes from.")
-    p()
-    for line in alloc:
-        p(f"- {line}")
-    trace_log = log("alloc-trace")
-    trace = trace_log[trace_log.find("\n#") + 1:].splitlines() if "\n#" in trace_log else []
-    if trace:
-        p()
-        p("<details><summary>Where the allocations of one cycle come from</summary>")
-        p()
-        p("```")
-        for l in trace:
-            p(l)
-        p("```")
-        p()
-        p("</details>")
-    p()
-
-skipped = [f"{s[0]} ({s[2]})" for s in stores if s[1] != "up"]
-if skipped:
-    p("## Skipped or failed")
-    p()
-    for s in skipped:
-        p(f"- {s}")
-    p()
-PY
+write_report() { # scripts/bench_report.py; BENCHMARKS.md is replaced only when it succeeds
+  python3 scripts/bench_report.py "$OUT" >"$OUT/BENCHMARKS.md" && cp "$OUT/BENCHMARKS.md" BENCHMARKS.md
 }
 
 if [ "${BENCH_REPORT_ONLY:-0}" = 1 ]; then
@@ -459,7 +124,7 @@ is_up() { [[ " ${UP[*]} " == *" $1 "* ]]; }
 
 # --- build everything first, so the timed part is not compiling -----------------------------
 build() {
-  cargo bench --no-run --features "$FEATURES" >"$OUT/logs/build.log" 2>&1 \
+  cargo bench -p server-session-benches --no-run --features "$FEATURES" >"$OUT/logs/build.log" 2>&1 \
     && cargo build --release --features "$FEATURES" --example demo --example baseline \
       >>"$OUT/logs/build.log" 2>&1
 }
@@ -515,7 +180,7 @@ say "pinned ${#SAVED_AFFINITY[@]} server processes to CPU 0"
 # --- criterion ----------------------------------------------------------------------------
 bench() { # NAME
   say "criterion: $1"
-  if ! taskset -c 0 timeout 900 cargo bench --features "$FEATURES" --bench "$1" -- \
+  if ! taskset -c 0 timeout 900 cargo bench -p server-session-benches --features "$FEATURES" --bench "$1" -- \
       "${CRITERION_ARGS[@]}" >"$OUT/logs/$1.log" 2>&1; then
     say "bench $1 failed (see $OUT/logs/$1.log)"
     printf '%s\tfailed\tsee %s\n' "$1" "$OUT/logs/$1.log" >>"$OUT/stores.tsv"
@@ -528,9 +193,9 @@ for store in redis memcached sqlite postgres mongodb; do
   if is_up "$store"; then bench "$store"; fi
 done
 say "allocation count"
-taskset -c 0 cargo bench --features "$FEATURES" --bench alloc >"$OUT/logs/alloc.log" 2>&1 \
+taskset -c 0 cargo bench -p server-session-benches --features "$FEATURES" --bench alloc >"$OUT/logs/alloc.log" 2>&1 \
   || say "alloc bench failed (see $OUT/logs/alloc.log)"
-ALLOC_TRACE=1 taskset -c 0 cargo bench --features "$FEATURES" --bench alloc \
+ALLOC_TRACE=1 taskset -c 0 cargo bench -p server-session-benches --features "$FEATURES" --bench alloc \
   >"$OUT/logs/alloc-trace.log" 2>&1 || true
 
 # --- Flask-Session ------------------------------------------------------------------------

@@ -15,6 +15,8 @@ export SERVER_SESSION_INTEROP_PYTHON="${SERVER_SESSION_INTEROP_PYTHON:-$PWD/targ
 
 cargo fmt --all -- --check
 cargo clippy --all-targets --all-features -- -D warnings
+cargo clippy -p server-session-benches --all-targets --all-features -- -D warnings
+bash scripts/python_checks.sh
 RUSTDOCFLAGS="-D warnings" cargo doc --all-features --no-deps
 cargo test --all-features
 # Every fuzz target from its committed corpus, briefly: catches a regression on untrusted input.
