@@ -17,7 +17,9 @@ cargo fmt --all -- --check
 cargo clippy --all-targets --all-features -- -D warnings
 cargo clippy -p server-session-benches --all-targets --all-features -- -D warnings
 bash scripts/python_checks.sh
+bash scripts/features.sh
 RUSTDOCFLAGS="-D warnings" cargo doc --all-features --no-deps
 cargo test --all-features
+bash scripts/docs.sh
 # Every fuzz target from its committed corpus, briefly: catches a regression on untrusted input.
 bash scripts/fuzz.sh "${SERVER_SESSION_FUZZ_SECONDS:-30}"
