@@ -347,14 +347,27 @@ fn other_errors_answer_500_with_the_reason() {
 
 #[test]
 fn head_is_answered_like_get_without_a_body() {
-    let (addr, _manager) = start(MemoryStore::new(), None);
-    let response = exchange(addr, &request("HEAD", "/whoami", &[]));
-    let text = String::from_utf8(response).unwrap();
-    let (head, body) = text.split_once("\r\n\r\n").expect("a response head");
-    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    assert_eq!(body, "", "HEAD has no body");
-    let root = exchange(addr, &request("HEAD", "/", &[]));
-    assert!(String::from_utf8_lossy(&root).starts_with("HTTP/1.1 200"));
+    let (addr, manager) = start(MemoryStore::new(), None);
+    for path in demo::ROUTES {
+        let get = get(addr, path, None);
+        let response = exchange(addr, &request("HEAD", path, &[]));
+        let text = String::from_utf8(response).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").expect("a response head");
+        assert!(
+            head.starts_with(&format!("HTTP/1.1 {}", get.status)),
+            "{path}: {head}"
+        );
+        assert_eq!(body, "", "{path}: HEAD has no body");
+        let has_cookie = head
+            .to_ascii_lowercase()
+            .contains("\r\nset-cookie: session=");
+        assert_eq!(has_cookie, get.set_cookie().is_some(), "{path}: {head}");
+    }
+    assert_eq!(
+        manager.store().len(),
+        2,
+        "GET / and HEAD / each stored a session"
+    );
 }
 
 #[test]
@@ -377,6 +390,17 @@ fn usage_lists_every_route() {
         .collect();
     for route in demo::ROUTES {
         assert!(listed.contains(&route), "{route} in {listed:?}");
+    }
+    let routes = listed.iter().filter(|path| path.starts_with('/'));
+    assert_eq!(routes.count(), demo::ROUTES.len(), "{listed:?}");
+}
+
+#[test]
+fn every_listed_route_is_served() {
+    let (addr, _manager) = start(MemoryStore::new(), None);
+    for path in demo::ROUTES {
+        let status = get(addr, path, None).status;
+        assert!(status == 200 || status == 400, "{path}: {status}");
     }
 }
 
