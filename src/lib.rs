@@ -17,6 +17,27 @@
 //! assert!(commit.vary_cookie());
 //! # Ok::<(), server_session::Error>(())
 //! ```
+//!
+//! # Features
+//!
+//! The core (manager, codecs, [`MemoryStore`](store::MemoryStore),
+//! [`FileStore`](store::FileStore), [`NullStore`](store::NullStore)) is always built; each
+//! server store and adapter is a cargo feature of the same name:
+//!
+//! | feature | adds |
+//! |---|---|
+//! | `tiny_http` (default) | [`adapter::tiny_http`] |
+//! | `rouille` | [`adapter::rouille`] |
+//! | `redis` | [`RedisStore`](store::RedisStore) |
+//! | `redis-cluster` | [`RedisClusterStore`](store::RedisClusterStore) (implies `redis`) |
+//! | `memcached` | [`MemcachedStore`](store::MemcachedStore) (no client dependency: the store speaks the protocol) |
+//! | `sqlite` | [`SqliteStore`](store::SqliteStore) (SQLite bundled, no system library) |
+//! | `postgres` | [`PostgresStore`](store::PostgresStore) |
+//! | `mongodb` | [`MongoStore`](store::MongoStore) |
+//! | `test-util` | [`conformance`](store::conformance): the store conformance suite, for third-party stores |
+//!
+//! On docs.rs every item that needs a feature is labelled with it.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 

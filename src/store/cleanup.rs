@@ -76,8 +76,13 @@ impl<S: Sweep> CleanupEvery<S> {
     /// Unwraps the store.
     ///
     /// ```
-    /// use server_session::store::{CleanupEvery, MemoryStore};
-    /// let store: MemoryStore = CleanupEvery::new(MemoryStore::new(), 100, 100)?.into_inner();
+    /// use std::time::{Duration, SystemTime};
+    /// use server_session::store::{CleanupEvery, MemoryStore, Store};
+    ///
+    /// let store = CleanupEvery::new(MemoryStore::new(), 100, 100)?;
+    /// store.create("session:abc", b"data", SystemTime::now() + Duration::from_secs(60))?;
+    /// let inner: MemoryStore = store.into_inner();
+    /// assert_eq!(inner.load("session:abc")?, Some(b"data".to_vec()));
     /// # Ok::<(), server_session::Error>(())
     /// ```
     pub fn into_inner(self) -> S {

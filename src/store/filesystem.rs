@@ -71,7 +71,10 @@ impl FileStoreBuilder {
     /// directory keeps its permissions.
     ///
     /// ```
-    /// let builder = server_session::store::FileStore::builder().directory("/var/lib/app/sessions");
+    /// let dir = tempfile::tempdir()?; // in production e.g. /var/lib/app/sessions
+    /// let store = server_session::store::FileStore::builder().directory(dir.path()).build()?;
+    /// assert_eq!(store.directory(), dir.path());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn directory(mut self, directory: impl Into<PathBuf>) -> Self {
         self.directory = directory.into();
@@ -88,7 +91,11 @@ impl FileStoreBuilder {
     /// or use 0 and a [`Sweeper`](crate::store::Sweeper) for large numbers of sessions.
     ///
     /// ```
-    /// let builder = server_session::store::FileStore::builder().threshold(0); // unlimited
+    /// let dir = tempfile::tempdir()?;
+    /// let builder = server_session::store::FileStore::builder().directory(dir.path());
+    /// let store = builder.threshold(0).build()?; // unlimited
+    /// assert_eq!(store.threshold(), 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn threshold(mut self, threshold: usize) -> Self {
         self.threshold = threshold;
@@ -101,7 +108,17 @@ impl FileStoreBuilder {
     /// explicitly, so the process umask does not weaken or strengthen them.
     ///
     /// ```
-    /// let builder = server_session::store::FileStore::builder().mode(0o640);
+    /// use std::os::unix::fs::PermissionsExt;
+    /// use std::time::{Duration, SystemTime};
+    /// use server_session::store::{FileStore, Store};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let store = FileStore::builder().directory(dir.path()).mode(0o640).build()?;
+    /// store.create("session:abc", b"data", SystemTime::now() + Duration::from_secs(60))?;
+    /// let mut files = std::fs::read_dir(dir.path())?.filter_map(|entry| entry.ok());
+    /// let file = files.find(|f| !f.file_name().to_string_lossy().starts_with('.')).unwrap();
+    /// assert_eq!(file.metadata()?.permissions().mode() & 0o777, 0o640);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn mode(mut self, mode: u32) -> Self {
         self.mode = mode;
@@ -116,7 +133,14 @@ impl FileStoreBuilder {
     /// writes may be lost. Sessions are usually cheap to lose; turn this on when they are not.
     ///
     /// ```
-    /// let builder = server_session::store::FileStore::builder().sync(true);
+    /// use std::time::{Duration, SystemTime};
+    /// use server_session::store::{FileStore, Store};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let store = FileStore::builder().directory(dir.path()).sync(true).build()?;
+    /// store.create("session:abc", b"data", SystemTime::now() + Duration::from_secs(60))?;
+    /// assert_eq!(store.load("session:abc")?, Some(b"data".to_vec()));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn sync(mut self, sync: bool) -> Self {
         self.sync = sync;
@@ -237,7 +261,10 @@ impl FileStore {
     /// A builder with the Flask-Session defaults.
     ///
     /// ```
-    /// let builder = server_session::store::FileStore::builder();
+    /// let dir = tempfile::tempdir()?;
+    /// let store = server_session::store::FileStore::builder().directory(dir.path()).build()?;
+    /// assert_eq!(store.threshold(), 500);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn builder() -> FileStoreBuilder {
         FileStoreBuilder::default()

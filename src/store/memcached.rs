@@ -147,6 +147,7 @@ impl std::error::Error for MemcachedError {
 ///         ..ConnectionSettings::default()
 ///     })
 ///     .build()?; // sends `version` to each server: a wrong URL fails here, not on a request
+/// assert_eq!(store.servers().collect::<Vec<_>>(), ["10.0.0.5:11211", "10.0.0.6:11211"]);
 /// # Ok::<(), server_session::Error>(())
 /// ```
 #[derive(Debug, Clone)]
@@ -182,6 +183,9 @@ impl MemcachedStoreBuilder {
     ///
     /// ```
     /// let builder = server_session::store::MemcachedStore::builder().url("memcache://cache:11211");
+    /// let store = builder.startup_check(false).build()?;
+    /// assert_eq!(store.servers().collect::<Vec<_>>(), ["cache:11211"]);
+    /// # Ok::<(), server_session::Error>(())
     /// ```
     pub fn url(mut self, url: impl Into<String>) -> Self {
         self.url = Some(SecretUrl::new(url));
@@ -212,6 +216,7 @@ impl MemcachedStoreBuilder {
         ///     max_connections: 32,
         ///     ..ConnectionSettings::default()
         /// });
+        /// assert!(format!("{builder:?}").contains("max_connections: 32"));
         /// ```
         connection(settings: ConnectionSettings) => settings;
     }
@@ -240,7 +245,11 @@ impl MemcachedStoreBuilder {
         /// item size limit. Raise it together with the server's `-I`.
         ///
         /// ```
-        /// let builder = server_session::store::MemcachedStore::builder().max_value_size(4 << 20);
+        /// use server_session::store::{MemcachedStore, Store};
+        /// let builder = MemcachedStore::builder().max_value_size(4 << 20);
+        /// let store = builder.startup_check(false).build()?;
+        /// assert_eq!(store.max_value_bytes(), Some(4 << 20));
+        /// # Ok::<(), server_session::Error>(())
         /// ```
         max_value_size(bytes: usize) => max_value_size;
 
@@ -256,10 +265,11 @@ impl MemcachedStoreBuilder {
         /// timeout). A timeout on a connection that had worked before fails only that operation.
         ///
         /// ```
-        /// # use std::time::Duration;
+        /// use std::time::Duration;
         /// let builder = server_session::store::MemcachedStore::builder()
         ///     .url("memcache://10.0.0.5,10.0.0.6,10.0.0.7")
         ///     .dead_server_backoff(Duration::from_secs(10));
+        /// assert!(format!("{builder:?}").contains("dead_server_backoff: 10s"));
         /// ```
         dead_server_backoff(backoff: Duration) => dead_server_backoff;
     }
@@ -398,6 +408,9 @@ fn with_port(server: &str) -> Option<String> {
 ///
 /// let store = MemcachedStore::open("memcache://127.0.0.1:11211")?;
 /// let manager = SessionManager::new(store, Config::default())?;
+/// let mut session = manager.open(None);
+/// session.insert("user", &"ada")?;
+/// assert!(session.commit()?.set_cookie().is_some(), "stored in memcached, the id in a cookie");
 /// # Ok::<(), server_session::Error>(())
 /// ```
 #[derive(Debug, Clone)]
@@ -419,7 +432,11 @@ impl MemcachedStore {
     /// A builder with every setting at its default.
     ///
     /// ```
-    /// let builder = server_session::store::MemcachedStore::builder();
+    /// use server_session::store::{MemcachedStore, Store};
+    /// let store = MemcachedStore::builder().startup_check(false).build()?;
+    /// assert_eq!(store.servers().collect::<Vec<_>>(), ["127.0.0.1:11211"]);
+    /// assert_eq!(store.max_value_bytes(), Some(1 << 20));
+    /// # Ok::<(), server_session::Error>(())
     /// ```
     pub fn builder() -> MemcachedStoreBuilder {
         MemcachedStoreBuilder::default()
@@ -430,6 +447,7 @@ impl MemcachedStore {
     ///
     /// ```no_run
     /// let store = server_session::store::MemcachedStore::open("memcache://127.0.0.1:11211")?;
+    /// assert_eq!(store.servers().collect::<Vec<_>>(), ["127.0.0.1:11211"]);
     /// # Ok::<(), server_session::Error>(())
     /// ```
     pub fn open(url: &str) -> Result<Self> {
@@ -440,6 +458,7 @@ impl MemcachedStore {
     ///
     /// ```no_run
     /// let store = server_session::store::MemcachedStore::default_local()?;
+    /// assert_eq!(store.servers().collect::<Vec<_>>(), ["127.0.0.1:11211"]);
     /// # Ok::<(), server_session::Error>(())
     /// ```
     pub fn default_local() -> Result<Self> {

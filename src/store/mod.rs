@@ -224,7 +224,11 @@ forward_store!(
     ///
     /// let store = Arc::new(MemoryStore::new());
     /// let _sweeper = Sweeper::spawn(Arc::clone(&store), Duration::from_secs(60), 1000)?;
-    /// let manager = SessionManager::new(store, Config::default())?;
+    /// let manager = SessionManager::new(Arc::clone(&store), Config::default())?;
+    /// let mut session = manager.open(None);
+    /// session.insert("user", &"ada")?;
+    /// session.commit()?;
+    /// assert_eq!(store.len(), 1, "the manager wrote to the shared store");
     /// # Ok::<(), server_session::Error>(())
     /// ```
     std::sync::Arc<S>

@@ -184,6 +184,7 @@ impl MongoStoreBuilder {
     /// ```no_run
     /// let client = mongodb::sync::Client::with_uri_str("mongodb://127.0.0.1:27017")?;
     /// let builder = server_session::store::MongoStore::builder().client(client);
+    /// assert!(format!("{builder:?}").contains(r#"client: Some("Client")"#));
     /// # Ok::<(), mongodb::error::Error>(())
     /// ```
     pub fn client(mut self, client: Client) -> Self {
@@ -195,6 +196,7 @@ impl MongoStoreBuilder {
     ///
     /// ```
     /// let builder = server_session::store::MongoStore::builder().database("myapp");
+    /// assert!(format!("{builder:?}").contains(r#"database: "myapp""#));
     /// ```
     pub fn database(mut self, database: impl Into<String>) -> Self {
         self.database = database.into();
@@ -205,6 +207,7 @@ impl MongoStoreBuilder {
     ///
     /// ```
     /// let builder = server_session::store::MongoStore::builder().collection("web_sessions");
+    /// assert!(format!("{builder:?}").contains(r#"collection: "web_sessions""#));
     /// ```
     pub fn collection(mut self, collection: impl Into<String>) -> Self {
         self.collection = collection.into();
@@ -233,6 +236,7 @@ impl MongoStoreBuilder {
         ///     io_timeout: Duration::from_millis(500),
         ///     ..ConnectionSettings::default()
         /// });
+        /// assert!(format!("{builder:?}").contains("io_timeout: 500ms"));
         /// ```
         connection(settings: ConnectionSettings) => settings;
     }
@@ -245,6 +249,7 @@ impl MongoStoreBuilder {
     /// use std::time::Duration;
     /// let builder = server_session::store::MongoStore::builder()
     ///     .server_selection_timeout(Duration::from_secs(5));
+    /// assert!(format!("{builder:?}").contains("server_selection_timeout: Some(5s)"));
     /// ```
     pub fn server_selection_timeout(mut self, timeout: Duration) -> Self {
         self.server_selection_timeout = Some(timeout);
@@ -262,6 +267,7 @@ impl MongoStoreBuilder {
     ///
     /// ```
     /// let builder = server_session::store::MongoStore::builder().create_indexes(false);
+    /// assert!(format!("{builder:?}").contains("create_indexes: false"));
     /// ```
     pub fn create_indexes(mut self, create_indexes: bool) -> Self {
         self.create_indexes = create_indexes;
@@ -471,6 +477,7 @@ impl MongoStore {
     ///
     /// ```no_run
     /// let store = server_session::store::MongoStore::open("mongodb://127.0.0.1:27017")?;
+    /// assert_eq!((store.database(), store.collection()), ("flask_session", "sessions"));
     /// # Ok::<(), server_session::Error>(())
     /// ```
     pub fn open(url: &str) -> Result<Self> {
@@ -482,6 +489,7 @@ impl MongoStore {
     ///
     /// ```no_run
     /// let store = server_session::store::MongoStore::default_local()?;
+    /// assert_eq!((store.database(), store.collection()), ("flask_session", "sessions"));
     /// # Ok::<(), server_session::Error>(())
     /// ```
     pub fn default_local() -> Result<Self> {
@@ -495,6 +503,7 @@ impl MongoStore {
     /// ```no_run
     /// let client = mongodb::sync::Client::with_uri_str("mongodb://127.0.0.1:27017")?;
     /// let store = server_session::store::MongoStore::from_client(client)?;
+    /// assert_eq!(store.database(), "flask_session");
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn from_client(client: Client) -> Result<Self> {
@@ -505,6 +514,7 @@ impl MongoStore {
     ///
     /// ```
     /// let builder = server_session::store::MongoStore::builder();
+    /// assert!(format!("{builder:?}").contains(r#"database: "flask_session""#));
     /// ```
     pub fn builder() -> MongoStoreBuilder {
         MongoStoreBuilder::default()
@@ -515,6 +525,7 @@ impl MongoStore {
     /// ```no_run
     /// let store = server_session::store::MongoStore::open("mongodb://127.0.0.1:27017")?;
     /// let names = store.client().list_database_names().run()?;
+    /// assert!(names.iter().any(|name| name == store.database()), "its indexes are made");
     /// # Ok::<(), server_session::Error>(())
     /// ```
     pub fn client(&self) -> &Client {

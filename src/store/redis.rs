@@ -62,7 +62,7 @@ const DEFAULT_URL: &str = "redis://127.0.0.1:6379";
 ///
 /// ```no_run
 /// use std::time::Duration;
-/// use server_session::store::{ConnectionSettings, RedisStore};
+/// use server_session::store::{ConnectionSettings, RedisStore, Store};
 ///
 /// let store = RedisStore::builder()
 ///     .url("redis://127.0.0.1:6379/0")
@@ -72,6 +72,7 @@ const DEFAULT_URL: &str = "redis://127.0.0.1:6379";
 ///         ..ConnectionSettings::default()
 ///     })
 ///     .build()?; // connects once and sends PING: a wrong URL fails here, not on a request
+/// assert_eq!(store.load("session:missing")?, None);
 /// # Ok::<(), server_session::Error>(())
 /// ```
 #[derive(Debug, Clone)]
@@ -106,7 +107,10 @@ impl RedisStoreBuilder {
     /// The password is never printed: `Debug` and every error show `***` instead.
     ///
     /// ```
-    /// let builder = server_session::store::RedisStore::builder().url("redis://cache.internal:6379/2");
+    /// let url = "redis://:hunter2@cache.internal:6379/2";
+    /// let builder = server_session::store::RedisStore::builder().url(url);
+    /// let shown = format!("{builder:?}");
+    /// assert!(shown.contains("cache.internal:6379/2") && !shown.contains("hunter2"), "{shown}");
     /// ```
     pub fn url(mut self, url: impl Into<String>) -> Self {
         self.target = Target::Url(SecretUrl::new(url));
@@ -135,8 +139,9 @@ impl RedisStoreBuilder {
     /// `TCP_NODELAY` on each connection it opens.
     ///
     /// ```
-    /// let client = redis::Client::open("redis://127.0.0.1:6379/1").unwrap();
+    /// let client = redis::Client::open("redis://:hunter2@127.0.0.1:6379/1").unwrap();
     /// let builder = server_session::store::RedisStore::builder().client(client);
+    /// assert!(!format!("{builder:?}").contains("hunter2"), "the password is never printed");
     /// ```
     pub fn client(mut self, client: Client) -> Self {
         self.target = Target::Client(client);
@@ -167,6 +172,7 @@ impl RedisStoreBuilder {
         ///     checkout_timeout: Duration::from_millis(500),
         ///     ..ConnectionSettings::default()
         /// });
+        /// assert!(format!("{builder:?}").contains("checkout_timeout: 500ms"));
         /// ```
         connection(settings: ConnectionSettings) => settings;
     }
@@ -267,6 +273,9 @@ fn with_nodelay(client: &Client) -> Result<Client> {
 ///
 /// let store = RedisStore::open("redis://127.0.0.1:6379/0")?;
 /// let manager = SessionManager::new(store, Config::default())?;
+/// let mut session = manager.open(None);
+/// session.insert("user", &"ada")?;
+/// assert!(session.commit()?.set_cookie().is_some(), "stored in Redis, the id in a cookie");
 /// # Ok::<(), server_session::Error>(())
 /// ```
 #[derive(Debug, Clone)]
@@ -291,6 +300,7 @@ impl RedisStore {
     ///
     /// ```
     /// let builder = server_session::store::RedisStore::builder();
+    /// assert!(format!("{builder:?}").contains("startup_check: true"));
     /// ```
     pub fn builder() -> RedisStoreBuilder {
         RedisStoreBuilder::default()
@@ -299,7 +309,9 @@ impl RedisStore {
     /// A store on the server at `url`, with the default pool and timeouts.
     ///
     /// ```no_run
-    /// let store = server_session::store::RedisStore::open("redis://127.0.0.1:6379/0")?;
+    /// use server_session::store::{RedisStore, Store};
+    /// let store = RedisStore::open("redis://127.0.0.1:6379/0")?;
+    /// assert_eq!(store.load("session:missing")?, None);
     /// # Ok::<(), server_session::Error>(())
     /// ```
     pub fn open(url: &str) -> Result<Self> {
@@ -310,7 +322,9 @@ impl RedisStore {
     /// `log` info line saying so.
     ///
     /// ```no_run
-    /// let store = server_session::store::RedisStore::default_local()?;
+    /// use server_session::store::{RedisStore, Store};
+    /// let store = RedisStore::default_local()?;
+    /// assert_eq!(store.load("session:missing")?, None);
     /// # Ok::<(), server_session::Error>(())
     /// ```
     pub fn default_local() -> Result<Self> {
@@ -322,6 +336,7 @@ impl RedisStore {
     /// ```no_run
     /// let client = redis::Client::open("redis://127.0.0.1:6379/0").unwrap();
     /// let store = server_session::store::RedisStore::from_client(client)?;
+    /// assert_eq!(server_session::store::Store::load(&store, "session:missing")?, None);
     /// # Ok::<(), server_session::Error>(())
     /// ```
     pub fn from_client(client: Client) -> Result<Self> {
@@ -347,6 +362,8 @@ impl RedisStore {
     ///     .build(client)
     ///     .unwrap();
     /// let store = server_session::store::RedisStore::from_pool(pool);
+    /// assert_eq!(server_session::store::Store::load(&store, "session:missing")?, None);
+    /// # Ok::<(), server_session::Error>(())
     /// ```
     pub fn from_pool(pool: Pool<Client>) -> Self {
         Self {

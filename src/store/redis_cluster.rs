@@ -35,7 +35,7 @@ const RETRY_WAIT_MAX_MS: u64 = 200;
 ///
 /// ```no_run
 /// use std::time::Duration;
-/// use server_session::store::{ConnectionSettings, RedisClusterStore};
+/// use server_session::store::{ConnectionSettings, RedisClusterStore, Store};
 ///
 /// let store = RedisClusterStore::builder()
 ///     .url("redis+cluster://10.0.0.1:6379,10.0.0.2:6379,10.0.0.3:6379")
@@ -45,6 +45,7 @@ const RETRY_WAIT_MAX_MS: u64 = 200;
 ///         ..ConnectionSettings::default()
 ///     })
 ///     .build()?; // connects and reads the cluster's layout: a wrong URL fails here
+/// assert_eq!(store.load("session:missing")?, None);
 /// # Ok::<(), server_session::Error>(())
 /// ```
 #[derive(Debug, Clone)]
@@ -96,7 +97,9 @@ impl RedisClusterStoreBuilder {
     ///
     /// ```
     /// let builder = server_session::store::RedisClusterStore::builder()
-    ///     .nodes(["redis://10.0.0.1:6379", "redis://10.0.0.2:6379"]);
+    ///     .nodes(["redis://:hunter2@10.0.0.1:6379", "redis://:hunter2@10.0.0.2:6379"]);
+    /// let shown = format!("{builder:?}");
+    /// assert!(shown.contains("10.0.0.2:6379") && !shown.contains("hunter2"), "{shown}");
     /// ```
     pub fn nodes<I, S>(mut self, nodes: I) -> Self
     where
@@ -129,6 +132,7 @@ impl RedisClusterStoreBuilder {
         ///     connect_timeout: Duration::from_millis(250),
         ///     ..ConnectionSettings::default()
         /// });
+        /// assert!(format!("{builder:?}").contains("connect_timeout: 250ms"));
         /// ```
         connection(settings: ConnectionSettings) => settings;
     }
@@ -159,6 +163,7 @@ impl RedisClusterStoreBuilder {
         ///
         /// ```
         /// let builder = server_session::store::RedisClusterStore::builder().retries(2);
+        /// assert!(format!("{builder:?}").contains("retries: 2"));
         /// ```
         retries(retries: u32) => retries;
     }
@@ -301,6 +306,9 @@ fn parse_url(url: &SecretUrl) -> Result<Vec<String>> {
 ///
 /// let store = RedisClusterStore::open("redis+cluster://127.0.0.1:7000,127.0.0.1:7001,127.0.0.1:7002")?;
 /// let manager = SessionManager::new(store, Config::default())?;
+/// let mut session = manager.open(None);
+/// session.insert("user", &"ada")?;
+/// assert!(session.commit()?.set_cookie().is_some(), "stored on the slot's master");
 /// # Ok::<(), server_session::Error>(())
 /// ```
 #[derive(Debug, Clone)]
@@ -317,6 +325,7 @@ impl RedisClusterStore {
     ///
     /// ```
     /// let builder = server_session::store::RedisClusterStore::builder();
+    /// assert!(format!("{builder:?}").contains("retries: 1"));
     /// ```
     pub fn builder() -> RedisClusterStoreBuilder {
         RedisClusterStoreBuilder::default()
@@ -330,6 +339,7 @@ impl RedisClusterStore {
     /// let store = server_session::store::RedisClusterStore::open(
     ///     "redis+cluster://127.0.0.1:7000,127.0.0.1:7001,127.0.0.1:7002",
     /// )?;
+    /// assert_eq!(server_session::store::Store::load(&store, "session:missing")?, None);
     /// # Ok::<(), server_session::Error>(())
     /// ```
     pub fn open(url: &str) -> Result<Self> {

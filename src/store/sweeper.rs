@@ -17,8 +17,19 @@ use crate::{Error, Result};
 /// use std::time::Duration;
 /// use server_session::store::{MemoryStore, Sweeper};
 ///
+/// use server_session::store::Store;
+/// use std::time::SystemTime;
+///
 /// let store = Arc::new(MemoryStore::new());
-/// let sweeper = Sweeper::spawn(store.clone(), Duration::from_secs(60), 1000)?;
+/// store.create("session:abc", b"data", SystemTime::now() + Duration::from_millis(20))?;
+/// let sweeper = Sweeper::spawn(store.clone(), Duration::from_millis(10), 1000)?;
+/// for _ in 0..500 {
+///     if store.is_empty() {
+///         break;
+///     }
+///     std::thread::sleep(Duration::from_millis(10));
+/// }
+/// assert!(store.is_empty(), "the expired entry was swept");
 /// sweeper.stop();
 /// # Ok::<(), server_session::Error>(())
 /// ```
