@@ -12,10 +12,14 @@
 //! servers count expiry in whole seconds.
 //!
 //! ```
-//! use server_session::store::{conformance, MemoryStore};
+//! use server_session::store::{conformance, MemoryStore, NullStore};
 //!
 //! conformance::roundtrip(&MemoryStore::new(), "doc:");
 //! conformance::delete_removes_and_is_idempotent(&MemoryStore::new(), "doc:");
+//!
+//! // A store that keeps nothing fails the first check.
+//! let failed = std::panic::catch_unwind(|| conformance::roundtrip(&NullStore, "doc:"));
+//! assert!(failed.is_err());
 //! ```
 
 use std::time::{Duration, Instant, SystemTime};
@@ -56,6 +60,7 @@ pub const REQUIRE_SERVICES_ENV: &str = "SERVER_SESSION_REQUIRE_SERVICES";
 /// use server_session::store::{conformance, conformance::Guarded, MemoryStore};
 /// let guarded = Guarded { store: MemoryStore::new(), guard: () };
 /// conformance::roundtrip(&guarded, "doc:");
+/// assert!(!guarded.store.is_empty(), "the calls reached the inner store");
 /// ```
 #[derive(Debug)]
 pub struct Guarded<S, G> {
