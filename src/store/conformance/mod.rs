@@ -120,6 +120,10 @@ impl<S: Sweep, G: Send + Sync> Sweep for Guarded<S, G> {
 /// ```
 /// use server_session::store::{conformance, MemoryStore};
 /// conformance::run("doc", || Some(MemoryStore::new()), conformance::roundtrip);
+///
+/// let mut prefix = String::new();
+/// conformance::run("doc", || Some(MemoryStore::new()), |_, p| prefix = p.to_owned());
+/// assert!(prefix.starts_with("conformance:doc:"), "{prefix}");
 /// ```
 pub fn run<S, M, C>(test: &str, make: M, check: C)
 where
@@ -136,8 +140,12 @@ where
 /// Reports that the service for `test` is missing: a skip, or a panic when it is required.
 ///
 /// ```
-/// # std::env::remove_var(server_session::store::conformance::REQUIRE_SERVICES_ENV);
-/// server_session::store::conformance::service_unavailable("doc"); // prints "SKIP doc: ..."
+/// use server_session::store::conformance::{service_unavailable, REQUIRE_SERVICES_ENV};
+///
+/// std::env::remove_var(REQUIRE_SERVICES_ENV);
+/// service_unavailable("doc"); // prints "SKIP doc: service not available"
+/// std::env::set_var(REQUIRE_SERVICES_ENV, "1"); // as scripts/test.sh and CI run
+/// assert!(std::panic::catch_unwind(|| service_unavailable("doc")).is_err());
 /// ```
 pub fn service_unavailable(test: &str) {
     if std::env::var(REQUIRE_SERVICES_ENV).is_ok_and(|v| v == "1") {
