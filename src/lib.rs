@@ -22,6 +22,7 @@
 
 #[cfg(any(feature = "tiny_http", feature = "rouille"))]
 pub mod adapter;
+mod civil;
 pub mod codec;
 mod commit;
 mod commit_locks;

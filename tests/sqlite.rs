@@ -6,7 +6,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use rusqlite::{params, Connection};
 use server_session::store::conformance::{self, Guarded};
-use server_session::store::{CleanupEvery, SqliteStore, Store, Sweep};
+use server_session::store::{CleanupEvery, ConnectionSettings, SqliteStore, Store, Sweep};
 use server_session::{conformance_tests, sweep_conformance_tests, Error, ErrorKind};
 use tempfile::TempDir;
 
@@ -358,7 +358,10 @@ fn a_foreign_write_lock_bounds_writes_and_never_blocks_reads() {
     let busy = Duration::from_millis(300);
     let store = SqliteStore::builder()
         .path(db_path(&dir))
-        .busy_timeout(busy)
+        .connection(ConnectionSettings {
+            io_timeout: busy,
+            ..ConnectionSettings::default()
+        })
         .build()
         .unwrap();
     assert!(store.create("k", b"v", in_secs(60)).unwrap());

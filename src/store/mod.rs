@@ -26,22 +26,19 @@ mod sweeper;
 #[cfg(any(
     feature = "redis",
     feature = "memcached",
+    feature = "sqlite",
     feature = "postgres",
     feature = "mongodb"
 ))]
 mod builder;
 #[cfg(feature = "memcached")]
 mod memcached;
-#[cfg(feature = "postgres")]
-mod postgres;
 #[cfg(feature = "redis")]
 mod redis;
 #[cfg(feature = "redis-cluster")]
 mod redis_cluster;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod sql;
-#[cfg(feature = "sqlite")]
-mod sqlite;
 
 #[cfg(feature = "test-util")]
 pub mod conformance;
@@ -57,16 +54,18 @@ pub use sweeper::Sweeper;
 
 #[cfg(feature = "memcached")]
 pub use self::memcached::{MemcachedError, MemcachedStore, MemcachedStoreBuilder};
-#[cfg(feature = "postgres")]
-pub use self::postgres::{
-    PostgresConnection, PostgresManager, PostgresStore, PostgresStoreBuilder, PostgresTls,
-};
 #[cfg(feature = "redis")]
 pub use self::redis::{RedisStore, RedisStoreBuilder};
 #[cfg(feature = "redis-cluster")]
 pub use self::redis_cluster::{RedisClusterStore, RedisClusterStoreBuilder};
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub use self::sql::{Dialect, SqlStore, SqlStoreBuilder};
+#[cfg(feature = "postgres")]
+pub use self::sql::{
+    Postgres, PostgresConnection, PostgresManager, PostgresStore, PostgresStoreBuilder, PostgresTls,
+};
 #[cfg(feature = "sqlite")]
-pub use sqlite::{SqliteStore, SqliteStoreBuilder};
+pub use self::sql::{Sqlite, SqliteStore, SqliteStoreBuilder};
 
 /// What a conditional write ([`Store::replace`]) found.
 #[derive(Debug, Clone, PartialEq, Eq)]
