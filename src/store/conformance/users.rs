@@ -1,0 +1,60 @@
+//! Checks for stores that implement [`UserIndex`] ("log out everywhere").
+
+use super::*;
+use crate::store::UserIndex;
+
+/// The sorted keys `store` records for `user`.
+fn keys_of<S: UserIndex>(store: &S, user: &str) -> Vec<String> {
+    let mut keys = ok(store.user_keys(user), "user_keys");
+    keys.sort();
+    keys
+}
+
+/// `link_user` records a key once however often it is linked, `user_keys` returns a user's
+/// keys and no one else's, and `unlink_user` forgets exactly the keys it is given.
+pub fn user_index_records_and_forgets<S: UserIndex>(store: &S, prefix: &str) {
+    let (ada, bob) = (format!("{prefix}user:ada"), format!("{prefix}user:bob"));
+    let [a, b, c] = ["a", "b", "c"].map(|k| format!("{prefix}{k}"));
+    assert_eq!(keys_of(store, &ada), Vec::<String>::new(), "no records yet");
+    for key in [&a, &b, &a] {
+        ok(store.link_user(&ada, key, after(LONG)), "link_user");
+    }
+    ok(store.link_user(&bob, &c, after(LONG)), "link_user");
+    assert_eq!(keys_of(store, &ada), [a.clone(), b.clone()], "ada's keys");
+    assert_eq!(keys_of(store, &bob), std::slice::from_ref(&c), "bob's keys");
+    let unknown = format!("{prefix}unknown");
+    ok(
+        store.unlink_user(&ada, &[a.clone(), unknown]),
+        "unlink_user",
+    );
+    assert_eq!(keys_of(store, &ada), std::slice::from_ref(&b), "after unlinking a");
+    assert_eq!(
+        keys_of(store, &bob),
+        [c],
+        "bob's keys are untouched"
+    );
+    ok(store.unlink_user(&ada, &[b]), "unlink_user");
+    assert_eq!(keys_of(store, &ada), Vec::<String>::new(), "all unlinked");
+}
+
+/// A record is never returned once its `until` has passed, and linking again moves `until`.
+pub fn user_index_records_lapse<S: UserIndex>(store: &S, prefix: &str) {
+    let user = format!("{prefix}user:ada");
+    let [past, short, moved] = ["past", "short", "moved"].map(|k| format!("{prefix}{k}"));
+    let start = Instant::now();
+    ok(store.link_user(&user, &past, ago(PAST)), "link_user");
+    ok(store.link_user(&user, &short, after(SHORT)), "link_user");
+    ok(store.link_user(&user, &moved, after(SHORT)), "link_user");
+    ok(store.link_user(&user, &moved, after(LONG)), "link_user");
+    assert_eq!(
+        keys_of(store, &user),
+        [moved.clone(), short],
+        "a record whose until has passed is never returned"
+    );
+    sleep_until(start, AFTER_SHORT);
+    assert_eq!(
+        keys_of(store, &user),
+        [moved],
+        "a record lapses at its until; the moved one lives on"
+    );
+}
