@@ -6,6 +6,7 @@ use crate::codec::{Codec, SessionMap};
 use crate::merge::merge;
 use crate::session::{has_content, is_permanent};
 use crate::store::{Replaced, Store};
+use crate::users::Link;
 use crate::{Error, Result, Session, SessionId};
 
 /// How often a freshly generated id may collide before the commit gives up.
@@ -59,10 +60,13 @@ impl Commit {
 
 /// Design.md "Request flow" step 3, in order.
 pub(crate) fn commit<S: Store, C: Codec>(mut session: Session<'_, S, C>) -> Result<Commit> {
-    let expires = SystemTime::now() + session.manager.config().lifetime();
+    let manager = session.manager;
+    let expires = SystemTime::now() + manager.config().lifetime();
+    let link = (session.data.as_mut()).and_then(|data| manager.renew_link(data, expires));
+    session.modified |= link.is_some();
     let set_cookie = match session.data.take() {
         None => skip_failed_refresh(refresh_unloaded(&session, expires)),
-        Some(data) => commit_loaded(&mut session, &data, expires)?,
+        Some(data) => commit_loaded(&mut session, &data, expires, link.as_ref())?,
     };
     if let Some(stale) = &session.stale_id {
         let manager = session.manager;
@@ -78,11 +82,12 @@ fn commit_loaded<S: Store, C: Codec>(
     session: &mut Session<'_, S, C>,
     data: &SessionMap,
     expires: SystemTime,
+    link: Option<&Link>,
 ) -> Result<Option<String>> {
     if !has_content(data) {
         end(session)
     } else if session.modified {
-        write(session, data, expires).map(Some)
+        write(session, data, expires, link).map(Some)
     } else {
         Ok(skip_failed_refresh(refresh_loaded(session, data, expires)))
     }
@@ -115,14 +120,16 @@ fn write<S: Store, C: Codec>(
     session: &mut Session<'_, S, C>,
     data: &SessionMap,
     expires: SystemTime,
+    link: Option<&Link>,
 ) -> Result<String> {
     let manager = session.manager;
     let bytes = manager.encode_for_write(data)?;
     let (Some(id), true) = (session.id.clone(), session.stored) else {
-        let id = create(session, &bytes, expires)?;
+        let id = create(session, &bytes, expires, link)?;
         return Ok(cookie_for(session, &id, is_permanent(data), expires));
     };
     let key = manager.store_key(&id);
+    manager.write_link(link, &key)?;
     let saved = match session.loaded.take() {
         Some(loaded) if manager.config().merge_concurrent_changes() => {
             save_merging(session, &key, data, Write { bytes, loaded }, expires)?
@@ -203,14 +210,14 @@ fn create<S: Store, C: Codec>(
     session: &Session<'_, S, C>,
     bytes: &[u8],
     expires: SystemTime,
+    link: Option<&Link>,
 ) -> Result<SessionId> {
     let manager = session.manager;
     for _ in 0..CREATE_ATTEMPTS {
         let id = SessionId::generate(manager.config().id_length())?;
-        if manager
-            .store()
-            .create(&manager.store_key(&id), bytes, expires)?
-        {
+        let key = manager.store_key(&id);
+        manager.write_link(link, &key)?;
+        if manager.store().create(&key, bytes, expires)? {
             return Ok(id);
         }
     }
@@ -248,10 +255,31 @@ fn refresh_unloaded<S: Store, C: Codec>(
     let Some(bytes) = manager.store().load_and_touch(&key, expires)? else {
         return Ok(None);
     };
-    let permanent = manager
-        .decode_or_discard(&key, &bytes)?
-        .is_some_and(|d| is_permanent(&d));
-    Ok(permanent.then(|| cookie_for(session, id, true, expires)))
+    let Some(mut data) = manager.decode_or_discard(&key, &bytes)? else {
+        return Ok(None);
+    };
+    if let Some(link) = manager.renew_link(&mut data, expires) {
+        relink(session, &key, &link, (&bytes, &data), expires)?;
+    }
+    Ok(is_permanent(&data).then(|| cookie_for(session, id, true, expires)))
+}
+
+/// Renews the index record of a session the handler never read, and rewrites it with its new
+/// `_user_until` unless another request changed it meanwhile (that one renews it instead).
+fn relink<S: Store, C: Codec>(
+    session: &Session<'_, S, C>,
+    key: &str,
+    link: &Link,
+    (loaded, data): (&[u8], &SessionMap),
+    expires: SystemTime,
+) -> Result<()> {
+    let manager = session.manager;
+    manager.write_link(Some(link), key)?;
+    let bytes = manager.encode_for_write(data)?;
+    manager
+        .store()
+        .replace(key, loaded, &bytes, expires)
+        .map(drop)
 }
 
 fn cookie_for<S: Store, C: Codec>(

@@ -35,6 +35,7 @@ mod merge;
 mod session;
 mod signer;
 pub mod store;
+mod users;
 
 pub use commit::Commit;
 pub use config::{Config, ConfigBuilder, SameSite, DEFAULT_MAX_SESSION_BYTES};

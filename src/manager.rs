@@ -162,6 +162,11 @@ impl<S: Store, C: Codec> SessionManager<S, C> {
     /// Python app sharing the store can still migrate that user's session.
     pub(crate) fn decode_or_discard(&self, key: &str, bytes: &[u8]) -> Result<Option<SessionMap>> {
         match self.codec.decode(bytes) {
+            Ok(map) if self.link_lapsed(&map) => {
+                log::info!("ending a session whose user index record may have lapsed");
+                self.store.delete(key)?;
+                Ok(None)
+            }
             Ok(map) => Ok(Some(map)),
             Err(Error::Decode(_)) if is_pickle(bytes) => {
                 log::info!(

@@ -6,6 +6,7 @@ use serde::Serialize;
 use crate::codec::{Codec, MsgPack, SessionMap, Value};
 use crate::merge::Updates;
 use crate::store::Store;
+use crate::users::USER_UNTIL_KEY;
 use crate::{Error, Result, SessionId, SessionManager};
 
 /// The key Flask stores a session's permanence under.
@@ -204,16 +205,16 @@ impl<'m, S: Store, C: Codec> Session<'m, S, C> {
         Ok(self.data()?.contains_key(key))
     }
 
-    /// The keys in insertion order, without `_permanent`.
+    /// The keys in insertion order, without the internal ones (`_permanent`, `_user_until`).
     pub fn keys(&mut self) -> Result<impl Iterator<Item = &str>> {
         Ok(self
             .data()?
             .keys()
             .map(String::as_str)
-            .filter(|k| *k != PERMANENT_KEY))
+            .filter(|k| !is_internal(k)))
     }
 
-    /// The number of keys, without `_permanent`.
+    /// The number of keys, without the internal ones.
     pub fn len(&mut self) -> Result<usize> {
         Ok(self.keys()?.count())
     }
@@ -329,9 +330,15 @@ pub(crate) fn is_permanent(data: &SessionMap) -> bool {
     matches!(data.get(PERMANENT_KEY), Some(Value::Boolean(true)))
 }
 
-/// Whether `data` holds anything worth storing.
+/// Whether `data` holds anything worth storing: a key besides the internal ones.
 pub(crate) fn has_content(data: &SessionMap) -> bool {
-    data.keys().any(|k| k != PERMANENT_KEY)
+    data.keys().any(|k| !is_internal(k))
+}
+
+/// Keys the crate keeps for itself: hidden from `keys()` and `len()`, and never a reason to
+/// store a session.
+fn is_internal(key: &str) -> bool {
+    key == PERMANENT_KEY || key == USER_UNTIL_KEY
 }
 
 pub(crate) fn to_value<T: Serialize + ?Sized>(value: &T) -> Result<Value> {
