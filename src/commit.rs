@@ -138,12 +138,12 @@ fn write<S: Store, C: Codec>(
             save_merging(session, &key, data, Write { bytes, loaded }, expires)?
         }
         _ => match manager.store().save(&key, &bytes, expires)? {
-            true => Saved::Written(is_permanent(data)),
+            true => Saved::Written(is_permanent(data), expires),
             false => Saved::Gone,
         },
     };
     match saved {
-        Saved::Written(permanent) => Ok(cookie_for(session, &id, permanent, expires)),
+        Saved::Written(permanent, expires) => Ok(cookie_for(session, &id, permanent, expires)),
         Saved::Gone => {
             log::info!("session ended by another request before this one saved it");
             Ok(manager.deletion_cookie())
@@ -151,9 +151,10 @@ fn write<S: Store, C: Codec>(
     }
 }
 
-/// What a save over a stored session did: wrote it (permanent or not), or found it gone.
+/// What a save over a stored session did: wrote it (permanent or not, with this expiry), or
+/// found it gone.
 enum Saved {
-    Written(bool),
+    Written(bool, SystemTime),
     Gone,
 }
 
@@ -171,7 +172,7 @@ fn save_merging<S: Store, C: Codec>(
     key: &str,
     data: &SessionMap,
     mut write: Write,
-    expires: SystemTime,
+    mut expires: SystemTime,
 ) -> Result<Saved> {
     let manager = session.manager;
     let mut permanent = is_permanent(data);
@@ -182,7 +183,7 @@ fn save_merging<S: Store, C: Codec>(
             .store()
             .replace(key, &write.loaded, &write.bytes, expires)?
         {
-            Replaced::Done => return Ok(Saved::Written(permanent)),
+            Replaced::Done => return Ok(Saved::Written(permanent, expires)),
             Replaced::Gone => return Ok(Saved::Gone),
             Replaced::Changed(current) => current,
         };
@@ -199,6 +200,7 @@ fn save_merging<S: Store, C: Codec>(
             return Ok(Saved::Gone);
         }
         permanent = is_permanent(&merged);
+        expires = lifetime::expiry(manager.config(), &merged, SystemTime::now());
         write = Write {
             bytes: manager.encode_for_write(&merged)?,
             loaded: current,

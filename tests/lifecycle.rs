@@ -217,3 +217,22 @@ fn overlapping_requests_keep_every_flash() {
     let texts: Vec<&str> = flashes.iter().map(|(_, t)| t.as_str()).collect();
     assert_eq!(texts, ["from a", "from b"]);
 }
+
+#[test]
+fn a_merging_commit_uses_the_lifetime_another_request_set_meanwhile() {
+    let m = manager(|c| c);
+    let mut s = m.open(None);
+    s.insert("user", "ada").unwrap();
+    let cookie = cookie_pair(s.commit().unwrap().set_cookie().unwrap());
+    let (mut a, mut b) = (m.open(Some(&cookie)), m.open(Some(&cookie)));
+    a.set_lifetime(HOUR).unwrap();
+    b.insert("theme", "dark").unwrap();
+    assert_expires_in(a.commit().unwrap().set_cookie(), HOUR);
+    assert_expires_in(b.commit().unwrap().set_cookie(), HOUR);
+    let mut after = m.open(Some(&cookie));
+    assert_eq!(after.lifetime().unwrap(), HOUR);
+    assert_eq!(
+        after.get::<String>("theme").unwrap().as_deref(),
+        Some("dark")
+    );
+}
