@@ -3,6 +3,7 @@
 use std::time::SystemTime;
 
 use crate::codec::{Codec, SessionMap};
+use crate::lifetime;
 use crate::merge::merge;
 use crate::session::{has_content, is_permanent};
 use crate::store::{Replaced, Store};
@@ -60,13 +61,10 @@ impl Commit {
 
 /// Design.md "Request flow" step 3, in order.
 pub(crate) fn commit<S: Store, C: Codec>(mut session: Session<'_, S, C>) -> Result<Commit> {
-    let manager = session.manager;
-    let expires = SystemTime::now() + manager.config().lifetime();
-    let link = (session.data.as_mut()).and_then(|data| manager.renew_link(data, expires));
-    session.modified |= link.is_some();
+    let now = SystemTime::now();
     let set_cookie = match session.data.take() {
-        None => skip_failed_refresh(refresh_unloaded(&session, expires)),
-        Some(data) => commit_loaded(&mut session, &data, expires, link.as_ref())?,
+        None => skip_failed_refresh(refresh_unloaded(&session, now)),
+        Some(mut data) => commit_loaded(&mut session, &mut data, now)?,
     };
     if let Some(stale) = &session.stale_id {
         let manager = session.manager;
@@ -80,14 +78,23 @@ pub(crate) fn commit<S: Store, C: Codec>(mut session: Session<'_, S, C>) -> Resu
 
 fn commit_loaded<S: Store, C: Codec>(
     session: &mut Session<'_, S, C>,
-    data: &SessionMap,
-    expires: SystemTime,
-    link: Option<&Link>,
+    data: &mut SessionMap,
+    now: SystemTime,
 ) -> Result<Option<String>> {
+    let manager = session.manager;
+    let expires = lifetime::expiry(manager.config(), data, now);
+    let live = has_content(data) && expires > now;
+    let link = live
+        .then(|| manager.renew_link(data, now, expires))
+        .flatten();
+    session.modified |= link.is_some();
     if !has_content(data) {
         end(session)
+    } else if expires <= now {
+        log::info!("a session reached its absolute lifetime during a request: deleted");
+        forget(session)
     } else if session.modified {
-        write(session, data, expires, link).map(Some)
+        write(session, data, expires, link.as_ref()).map(Some)
     } else {
         Ok(skip_failed_refresh(refresh_loaded(session, data, expires)))
     }
@@ -108,6 +115,11 @@ fn end<S: Store, C: Codec>(session: &Session<'_, S, C>) -> Result<Option<String>
     if !session.modified {
         return Ok(None);
     }
+    forget(session)
+}
+
+/// Deletes the stored session and tells the browser to drop a cookie it has.
+fn forget<S: Store, C: Codec>(session: &Session<'_, S, C>) -> Result<Option<String>> {
     let manager = session.manager;
     if let (Some(id), true) = (&session.id, session.stored) {
         manager.store().delete(&manager.store_key(id))?;
@@ -135,12 +147,12 @@ fn write<S: Store, C: Codec>(
             save_merging(session, &key, data, Write { bytes, loaded }, expires)?
         }
         _ => match manager.store().save(&key, &bytes, expires)? {
-            true => Saved::Written(is_permanent(data)),
+            true => Saved::Written(is_permanent(data), expires),
             false => Saved::Gone,
         },
     };
     match saved {
-        Saved::Written(permanent) => Ok(cookie_for(session, &id, permanent, expires)),
+        Saved::Written(permanent, expires) => Ok(cookie_for(session, &id, permanent, expires)),
         Saved::Gone => {
             log::info!("session ended by another request before this one saved it");
             Ok(manager.deletion_cookie())
@@ -148,9 +160,10 @@ fn write<S: Store, C: Codec>(
     }
 }
 
-/// What a save over a stored session did: wrote it (permanent or not), or found it gone.
+/// What a save over a stored session did: wrote it (permanent or not, with this expiry), or
+/// found it gone.
 enum Saved {
-    Written(bool),
+    Written(bool, SystemTime),
     Gone,
 }
 
@@ -168,7 +181,7 @@ fn save_merging<S: Store, C: Codec>(
     key: &str,
     data: &SessionMap,
     mut write: Write,
-    expires: SystemTime,
+    mut expires: SystemTime,
 ) -> Result<Saved> {
     let manager = session.manager;
     let mut permanent = is_permanent(data);
@@ -179,11 +192,11 @@ fn save_merging<S: Store, C: Codec>(
             .store()
             .replace(key, &write.loaded, &write.bytes, expires)?
         {
-            Replaced::Done => return Ok(Saved::Written(permanent)),
+            Replaced::Done => return Ok(Saved::Written(permanent, expires)),
             Replaced::Gone => return Ok(Saved::Gone),
             Replaced::Changed(current) => current,
         };
-        let Some(fresh) = manager.decode_or_discard(key, &current)? else {
+        let Some(fresh) = manager.decode_live(key, &current)? else {
             return Ok(Saved::Gone);
         };
         if original.is_none() {
@@ -196,6 +209,7 @@ fn save_merging<S: Store, C: Codec>(
             return Ok(Saved::Gone);
         }
         permanent = is_permanent(&merged);
+        expires = lifetime::expiry(manager.config(), &merged, SystemTime::now());
         write = Write {
             bytes: manager.encode_for_write(&merged)?,
             loaded: current,
@@ -242,23 +256,29 @@ fn refresh_loaded<S: Store, C: Codec>(
 }
 
 /// The handler never read the session: extend its expiry and, to honour its permanence
-/// without a separate read, learn `_permanent` from the same get-and-touch.
+/// without a separate read, learn `_permanent` from the same get-and-touch. A session with
+/// its own lifetime (or an absolute one) gets a second touch with its own expiry.
 fn refresh_unloaded<S: Store, C: Codec>(
     session: &Session<'_, S, C>,
-    expires: SystemTime,
+    now: SystemTime,
 ) -> Result<Option<String>> {
     let manager = session.manager;
     let (Some(id), true) = (&session.id, manager.config().refresh_each_request()) else {
         return Ok(None);
     };
     let key = manager.store_key(id);
-    let Some(bytes) = manager.store().load_and_touch(&key, expires)? else {
+    let usual = now + manager.config().lifetime();
+    let Some(bytes) = manager.store().load_and_touch(&key, usual)? else {
         return Ok(None);
     };
-    let Some(mut data) = manager.decode_or_discard(&key, &bytes)? else {
+    let Some(mut data) = manager.decode_live(&key, &bytes)? else {
         return Ok(None);
     };
-    if let Some(link) = manager.renew_link(&mut data, expires) {
+    let expires = lifetime::expiry(manager.config(), &data, now);
+    if expires != usual && !manager.store().touch(&key, expires)? {
+        return Ok(None);
+    }
+    if let Some(link) = manager.renew_link(&mut data, now, expires) {
         relink(session, &key, &link, (&bytes, &data), expires)?;
     }
     Ok(is_permanent(&data).then(|| cookie_for(session, id, true, expires)))

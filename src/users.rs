@@ -128,15 +128,21 @@ impl<S: Store, C: Codec> SessionManager<S, C> {
     }
 
     /// When the session has a user and its index record would lapse before `expires` (or has
-    /// none yet), moves `_user_until` one lifetime past `expires` and returns the record to
-    /// write. Nothing when the store keeps no index.
-    pub(crate) fn renew_link(&self, data: &mut SessionMap, expires: SystemTime) -> Option<Link> {
+    /// none yet), moves `_user_until` one more lifetime (`expires - now`) past `expires` and
+    /// returns the record to write. Nothing when the store keeps no index.
+    pub(crate) fn renew_link(
+        &self,
+        data: &mut SessionMap,
+        now: SystemTime,
+        expires: SystemTime,
+    ) -> Option<Link> {
         self.store().user_index()?;
         let user = user_of(data)?;
         if until_of(data).is_some_and(|until| until >= expires) {
             return None;
         }
-        let until = whole_second_after(expires + self.config().lifetime());
+        let lifetime = expires.duration_since(now).unwrap_or_default();
+        let until = whole_second_after(expires + lifetime);
         let link = Link {
             user: self.user_index_name(user),
             until,
