@@ -3,6 +3,7 @@
 use std::time::SystemTime;
 
 use crate::codec::{Codec, SessionMap};
+use crate::events::SessionEvent;
 use crate::lifetime;
 use crate::merge::merge;
 use crate::session::{has_content, is_permanent};
@@ -63,7 +64,7 @@ impl Commit {
 pub(crate) fn commit<S: Store, C: Codec>(mut session: Session<'_, S, C>) -> Result<Commit> {
     let now = SystemTime::now();
     let set_cookie = match session.data.take() {
-        None => skip_failed_refresh(refresh_unloaded(&session, now)),
+        None => skip_failed_refresh(&session, refresh_unloaded(&session, now)),
         Some(mut data) => commit_loaded(&mut session, &mut data, now)?,
     };
     if let Some(stale) = &session.stale_id {
@@ -96,15 +97,22 @@ fn commit_loaded<S: Store, C: Codec>(
     } else if session.modified {
         write(session, data, expires, link.as_ref()).map(Some)
     } else {
-        Ok(skip_failed_refresh(refresh_loaded(session, data, expires)))
+        Ok(skip_failed_refresh(
+            session,
+            refresh_loaded(session, data, expires),
+        ))
     }
 }
 
 /// A refresh only extends the expiry of a session this request did not change: when the
 /// store fails it, the response still goes out (a later request refreshes), so an outage
 /// never fails a route that does not need the session.
-fn skip_failed_refresh(refreshed: Result<Option<String>>) -> Option<String> {
+fn skip_failed_refresh<S: Store, C: Codec>(
+    session: &Session<'_, S, C>,
+    refreshed: Result<Option<String>>,
+) -> Option<String> {
     refreshed.unwrap_or_else(|err| {
+        session.manager.report_error(&err);
         log::warn!("session expiry not refreshed, the response goes out without it: {err}");
         None
     })
@@ -204,6 +212,7 @@ fn save_merging<S: Store, C: Codec>(
         }
         let original = original.as_ref().unwrap_or(data);
         let merged = merge(original, data, fresh, &mut session.updates)?;
+        manager.report(SessionEvent::Merged);
         if !has_content(&merged) {
             manager.store().delete(key)?;
             return Ok(Saved::Gone);
@@ -268,10 +277,8 @@ fn refresh_unloaded<S: Store, C: Codec>(
     };
     let key = manager.store_key(id);
     let usual = now + manager.config().lifetime();
-    let Some(bytes) = manager.store().load_and_touch(&key, usual)? else {
-        return Ok(None);
-    };
-    let Some(mut data) = manager.decode_live(&key, &bytes)? else {
+    let found = manager.store().load_and_touch(&key, usual)?;
+    let Some(mut data) = manager.read_found(&key, found.as_deref())? else {
         return Ok(None);
     };
     let expires = lifetime::expiry(manager.config(), &data, now);
@@ -279,7 +286,8 @@ fn refresh_unloaded<S: Store, C: Codec>(
         return Ok(None);
     }
     if let Some(link) = manager.renew_link(&mut data, now, expires) {
-        relink(session, &key, &link, (&bytes, &data), expires)?;
+        let loaded = found.as_deref().unwrap_or_default();
+        relink(session, &key, &link, (loaded, &data), expires)?;
     }
     Ok(is_permanent(&data).then(|| cookie_for(session, id, true, expires)))
 }

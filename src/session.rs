@@ -373,7 +373,8 @@ impl<'m, S: Store, C: Codec> Session<'m, S, C> {
 
     /// Saves what changed and returns the headers to send; see [`Commit`](crate::Commit).
     pub fn commit(self) -> Result<crate::Commit> {
-        crate::commit::commit(self)
+        let manager = self.manager;
+        crate::commit::commit(self).inspect_err(|e| manager.report_error(e))
     }
 
     fn data_mut(&mut self) -> Result<&mut SessionMap> {
@@ -421,13 +422,15 @@ impl<'m, S: Store, C: Codec> Session<'m, S, C> {
         let Some(id) = &self.id else {
             return Ok(None);
         };
-        let key = self.manager.store_key(id);
-        let Some(bytes) = self.manager.store().load(&key)? else {
-            return Ok(None);
-        };
-        let data = self.manager.decode_live(&key, &bytes)?;
+        let manager = self.manager;
+        let key = manager.store_key(id);
+        let found = manager
+            .store()
+            .load(&key)
+            .inspect_err(|e| manager.report_error(e))?;
+        let data = manager.read_found(&key, found.as_deref())?;
         if data.is_some() {
-            self.loaded = Some(bytes);
+            self.loaded = found;
         }
         Ok(data)
     }
