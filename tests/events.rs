@@ -1,6 +1,8 @@
 //! Session events reach the hook, and forged cookies reach the log at a bounded rate, on a
 //! MemoryStore with the ready `SessionMetrics` hook.
 
+mod common;
+
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 

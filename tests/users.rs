@@ -2,6 +2,8 @@
 //! active session is renewed, a session past its record is ended, and the bookkeeping stays
 //! out of the app's way. The same checks against every store are in the conformance suite.
 
+mod common;
+
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use server_session::codec::{Codec, MsgPack, SessionMap, Value};

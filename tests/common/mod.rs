@@ -96,6 +96,19 @@ impl Store for CountingStore {
 }
 
 /// The `name=value` part of a `Set-Cookie` value, as a browser would send it back.
+/// Commits a new session of `manager` holding `n = 1` (after `prepare`, e.g. a log-in) and
+/// returns its `Cookie` header pair.
+pub fn new_session_with<S: Store>(
+    manager: &server_session::SessionManager<S>,
+    prepare: impl FnOnce(&mut server_session::Session<'_, S>),
+) -> String {
+    let mut session = manager.open(None);
+    prepare(&mut session);
+    session.insert("n", &1u32).unwrap();
+    cookie_pair(session.commit().unwrap().set_cookie().unwrap())
+}
+
+/// The `name=value` part of a `Set-Cookie` value, as a browser sends it back.
 pub fn cookie_pair(set_cookie: &str) -> String {
     set_cookie.split(';').next().unwrap_or_default().to_owned()
 }
