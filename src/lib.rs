@@ -43,23 +43,29 @@
 
 #[cfg(any(feature = "tiny_http", feature = "rouille"))]
 pub mod adapter;
+mod civil;
 pub mod codec;
 mod commit;
 mod commit_locks;
 mod config;
 pub mod cookie;
 mod error;
+mod events;
 mod id;
+mod lifetime;
 mod manager;
 mod merge;
 mod session;
 mod signer;
 pub mod store;
+mod users;
 
 pub use commit::Commit;
 pub use config::{Config, ConfigBuilder, SameSite, DEFAULT_MAX_SESSION_BYTES};
 pub use error::{BoxError, Error, ErrorKind, Result, StoreError};
+pub use events::{SessionEvent, SessionEvents, SessionMetrics};
 pub use id::{SessionId, MAX_ID_BYTES, MIN_ID_BYTES};
+pub use lifetime::MAX_SESSION_LIFETIME;
 pub use manager::SessionManager;
 pub use session::Session;
 pub use signer::Signer;

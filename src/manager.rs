@@ -4,6 +4,8 @@ use std::time::SystemTime;
 
 use crate::codec::{Codec, MsgPack, SessionMap, Value};
 use crate::commit_locks::CommitLocks;
+use crate::events::{SessionEvent, SessionEvents, SuspiciousLog};
+use crate::lifetime;
 use crate::session::PERMANENT_KEY;
 use crate::store::Store;
 use crate::{cookie, Config, Error, Result, Session, SessionId, Signer};
@@ -38,6 +40,18 @@ pub struct SessionManager<S: Store, C: Codec = MsgPack> {
     /// The largest encoded session a commit writes: the configuration's limit or the
     /// store's, whichever is smaller.
     max_session_bytes: usize,
+    events: Hook,
+    suspicious: SuspiciousLog,
+}
+
+/// The manager's [`SessionEvents`] hook, if any.
+#[derive(Default)]
+struct Hook(Option<Box<dyn SessionEvents>>);
+
+impl std::fmt::Debug for Hook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() { "Some(..)" } else { "None" })
+    }
 }
 
 impl<S: Store> SessionManager<S, MsgPack> {
@@ -76,7 +90,61 @@ impl<S: Store, C: Codec> SessionManager<S, C> {
             config,
             signer,
             commit_locks: CommitLocks::new(),
+            events: Hook::default(),
+            suspicious: SuspiciousLog::default(),
         })
+    }
+
+    /// Reports every [`SessionEvent`] of this manager to `events` (default: no hook; each
+    /// event then costs one branch). [`SessionMetrics`](crate::SessionMetrics) is a ready
+    /// hook that counts them.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use server_session::{Config, SessionEvent, SessionManager, SessionMetrics, store::MemoryStore};
+    ///
+    /// let metrics = Arc::new(SessionMetrics::default());
+    /// let manager = SessionManager::new(MemoryStore::new(), Config::default())?
+    ///     .with_events(Arc::clone(&metrics));
+    /// let mut session = manager.open(Some("session=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"));
+    /// assert_eq!(session.get::<u32>("n")?, None);
+    /// assert_eq!(metrics.count(SessionEvent::UnknownId), 1);
+    /// # Ok::<(), server_session::Error>(())
+    /// ```
+    pub fn with_events(mut self, events: impl SessionEvents + 'static) -> Self {
+        self.events = Hook(Some(Box::new(events)));
+        self
+    }
+
+    /// Reports the store failure or merge conflict `error` is, if it is one.
+    pub(crate) fn report_error(&self, error: &Error) {
+        match error {
+            Error::Store(_) => self.report(SessionEvent::StoreError),
+            Error::Conflict { .. } => self.report(SessionEvent::Conflict),
+            _ => {}
+        }
+    }
+
+    /// The live session in what the store `found` under `key`: reports it loaded, or the id
+    /// unknown when the store had nothing.
+    pub(crate) fn read_found(&self, key: &str, found: Option<&[u8]>) -> Result<Option<SessionMap>> {
+        let Some(bytes) = found else {
+            self.report(SessionEvent::UnknownId);
+            return Ok(None);
+        };
+        let data = self.decode_live(key, bytes)?;
+        if data.is_some() {
+            self.report(SessionEvent::Loaded);
+        }
+        Ok(data)
+    }
+
+    /// Reports `event` to the hook, and suspicious ones to the (rate-limited) log.
+    pub(crate) fn report(&self, event: SessionEvent) {
+        self.suspicious.note(event);
+        if let Some(events) = &self.events.0 {
+            events.on_event(event);
+        }
     }
 
     /// Opens the session named by the request's `Cookie` header. No I/O happens here: the
@@ -110,12 +178,24 @@ impl<S: Store, C: Codec> SessionManager<S, C> {
     /// The id in an incoming cookie value, and the value itself when the current key signed
     /// it: the commit sends such a value back as it came instead of signing the id again.
     fn incoming(&self, value: &str) -> Option<(SessionId, Option<String>)> {
+        let malformed = || self.report(SessionEvent::MalformedCookie);
         let Some(signer) = &self.signer else {
-            return Some((SessionId::parse(value)?, None));
+            return SessionId::parse(value).map(|id| (id, None)).or_else(|| {
+                malformed();
+                None
+            });
         };
-        let (sid, _) = value.rsplit_once('.')?;
-        let id = SessionId::parse(sid)?;
-        let (_, by_current_key) = signer.verify(value)?;
+        let Some(id) = value
+            .rsplit_once('.')
+            .and_then(|(sid, _)| SessionId::parse(sid))
+        else {
+            malformed();
+            return None;
+        };
+        let Some((_, by_current_key)) = signer.verify(value) else {
+            self.report(SessionEvent::BadSignature);
+            return None;
+        };
         Some((id, by_current_key.then(|| value.to_owned())))
     }
 
@@ -145,13 +225,32 @@ impl<S: Store, C: Codec> SessionManager<S, C> {
         key
     }
 
-    /// The data of a brand-new session: `_permanent` when sessions are permanent by default.
+    /// The data of a brand-new session: `_permanent` when sessions are permanent by default,
+    /// the creation time when an absolute lifetime is configured.
     pub(crate) fn new_map(&self) -> SessionMap {
         let mut map = SessionMap::new();
         if self.config.permanent() {
             map.insert(PERMANENT_KEY.to_owned(), Value::Boolean(true));
         }
+        lifetime::stamp_creation(&self.config, &mut map, SystemTime::now());
         map
+    }
+
+    /// [`decode_or_discard`](Self::decode_or_discard), and a session past its absolute
+    /// lifetime is deleted and read as absent too.
+    pub(crate) fn decode_live(&self, key: &str, bytes: &[u8]) -> Result<Option<SessionMap>> {
+        let Some(data) = self.decode_or_discard(key, bytes)? else {
+            return Ok(None);
+        };
+        if lifetime::expired(&self.config, &data, SystemTime::now()) {
+            log::info!("a session reached its absolute lifetime: deleted, a fresh one starts");
+        } else if self.link_lapsed(&data) {
+            log::info!("a session past its user index record (it may be lost): deleted");
+        } else {
+            return Ok(Some(data));
+        }
+        self.store.delete(key)?;
+        Ok(None)
     }
 
     /// Decodes a stored payload; one that does not decode is deleted and read as absent, so
@@ -161,7 +260,11 @@ impl<S: Store, C: Codec> SessionManager<S, C> {
     /// store: Flask-Session 0.8 still reads pickles and rewrites them in its own format, so a
     /// Python app sharing the store can still migrate that user's session.
     pub(crate) fn decode_or_discard(&self, key: &str, bytes: &[u8]) -> Result<Option<SessionMap>> {
-        match self.codec.decode(bytes) {
+        let decoded = self.codec.decode(bytes);
+        if let Err(Error::Decode(_)) = decoded {
+            self.report(SessionEvent::Undecodable);
+        }
+        match decoded {
             Ok(map) => Ok(Some(map)),
             Err(Error::Decode(_)) if is_pickle(bytes) => {
                 log::info!(

@@ -327,6 +327,30 @@ fn connection_settings_are_validated() {
     }
 }
 
+/// The start-up check asks every server at once: three silent servers fail the build within
+/// about one I/O timeout (one silent server takes 206 ms at 200 ms), not three, naming the
+/// first server of the list.
+#[test]
+fn startup_check_asks_every_server_at_once() {
+    let silent: Vec<SilentServer> = (0..3).map(|_| SilentServer::start()).collect();
+    let addrs: Vec<String> = silent.iter().map(|s| s.addr().to_string()).collect();
+    let timeout = Duration::from_millis(200);
+    let start = Instant::now();
+    let err = MemcachedStore::builder()
+        .url(format!("memcache://{}", addrs.join(",")))
+        .connection(conformance::fault_settings(timeout))
+        .build()
+        .unwrap_err();
+    let took = start.elapsed();
+    assert!(took < timeout * 2, "the check took {took:?}");
+    let message = err.to_string();
+    assert!(
+        message.starts_with(&format!("memcached {}: ", addrs[0])),
+        "{message}"
+    );
+    assert_eq!(err.kind(), ErrorKind::Unavailable, "{message}");
+}
+
 /// `max_connections` caps the connections open to a server, idle or busy: with all of them
 /// stalled on a silent server, the next operation opens none and fails after the checkout
 /// timeout with `ErrorKind::Unavailable`.

@@ -3,10 +3,11 @@
 use std::time::{Duration, SystemTime};
 
 use server_session::store::{MemoryStore, Store};
-use server_session::{conformance_tests, sweep_conformance_tests};
+use server_session::{conformance_tests, sweep_conformance_tests, user_index_conformance_tests};
 
 conformance_tests!(Some(MemoryStore::new()));
 sweep_conformance_tests!(Some(MemoryStore::new()));
+user_index_conformance_tests!(Some(MemoryStore::new()));
 
 /// 100,000 entries that expire almost at once never pile up: automatic eviction keeps the map
 /// bounded by the live entries plus one eviction interval, with no explicit sweep.

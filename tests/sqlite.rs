@@ -6,8 +6,10 @@ use std::time::{Duration, Instant, SystemTime};
 
 use rusqlite::{params, Connection};
 use server_session::store::conformance::{self, Guarded};
-use server_session::store::{CleanupEvery, SqliteStore, Store, Sweep};
-use server_session::{conformance_tests, sweep_conformance_tests, Error, ErrorKind};
+use server_session::store::{CleanupEvery, ConnectionSettings, SqliteStore, Store, Sweep};
+use server_session::{
+    conformance_tests, sweep_conformance_tests, user_index_conformance_tests, Error, ErrorKind,
+};
 use tempfile::TempDir;
 
 /// A SqliteStore on a fresh database file, in a table named after the running test.
@@ -42,6 +44,7 @@ fn db_path(dir: &TempDir) -> std::path::PathBuf {
 
 conformance_tests!(Some(fresh()));
 sweep_conformance_tests!(Some(fresh()));
+user_index_conformance_tests!(Some(fresh()));
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -358,7 +361,10 @@ fn a_foreign_write_lock_bounds_writes_and_never_blocks_reads() {
     let busy = Duration::from_millis(300);
     let store = SqliteStore::builder()
         .path(db_path(&dir))
-        .busy_timeout(busy)
+        .connection(ConnectionSettings {
+            io_timeout: busy,
+            ..ConnectionSettings::default()
+        })
         .build()
         .unwrap();
     assert!(store.create("k", b"v", in_secs(60)).unwrap());

@@ -3,7 +3,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::SystemTime;
 
-use super::{Replaced, Store, Sweep};
+use super::{Replaced, Store, Sweep, UserIndex};
 use crate::{Error, Result};
 
 /// Wraps a [`Sweep`] store and sweeps one batch of expired entries every `every` writes.
@@ -143,6 +143,22 @@ impl<S: Sweep> Store for CleanupEvery<S> {
 
     fn max_value_bytes(&self) -> Option<usize> {
         self.inner.max_value_bytes()
+    }
+
+    fn user_index(&self) -> Option<&dyn UserIndex> {
+        self.inner.user_index()
+    }
+}
+
+impl<S: Sweep + UserIndex> UserIndex for CleanupEvery<S> {
+    fn link_user(&self, user: &str, key: &str, until: SystemTime) -> Result<()> {
+        self.inner.link_user(user, key, until)
+    }
+    fn user_keys(&self, user: &str) -> Result<Vec<String>> {
+        self.inner.user_keys(user)
+    }
+    fn unlink_user(&self, user: &str, keys: &[String]) -> Result<()> {
+        self.inner.unlink_user(user, keys)
     }
 }
 

@@ -222,8 +222,9 @@ impl MemcachedStoreBuilder {
     }
 
     setters! {
-        /// Whether [`build`](Self::build) sends `version` to every server, each in turn, before it
-        /// returns, so that a wrong host or port fails the build with its cause
+        /// Whether [`build`](Self::build) sends `version` to every server (to all at once, so
+        /// the check takes one timeout however many are silent) before it returns, so that a
+        /// wrong host or port in the list fails the build with its cause
         /// (`memcached 127.0.0.1:1: connection refused`) instead of every request later. Default:
         /// `true`. Turn it off to start while a server is still coming up (requests for its keys
         /// then fail, or go to the next server, until it answers).
@@ -304,7 +305,7 @@ impl MemcachedStoreBuilder {
             .map(|addr| Server::new(addr, &self.settings))
             .collect();
         if self.startup_check {
-            servers.iter().try_for_each(Server::check)?;
+            check_all(&servers)?;
         }
         Ok(MemcachedStore {
             inner: Arc::new(Inner {
@@ -325,6 +326,24 @@ impl MemcachedStoreBuilder {
         }
         Ok(())
     }
+}
+
+/// Sends `version` to every server at once; the first failure in list order.
+fn check_all(servers: &[Server]) -> Result<()> {
+    if let [server] = servers {
+        return server.check();
+    }
+    std::thread::scope(|scope| {
+        let checks: Vec<_> = servers
+            .iter()
+            .map(|server| scope.spawn(|| server.check()))
+            .collect();
+        checks.into_iter().try_for_each(|check| {
+            check
+                .join()
+                .unwrap_or_else(|e| std::panic::resume_unwind(e))
+        })
+    })
 }
 
 /// `memcache://a:1,b` -> `["a:1", "b:11211"]`.

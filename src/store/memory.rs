@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::SystemTime;
 
-use super::{Replaced, Store, Sweep};
+use super::{Replaced, Store, Sweep, UserIndex};
 use crate::Result;
 
 /// How many writes may pass between two automatic evictions of expired entries, at least.
@@ -34,6 +34,8 @@ pub struct MemoryStore {
 #[derive(Debug, Default)]
 struct Inner {
     entries: HashMap<String, Entry>,
+    /// The [`UserIndex`]: each user's session keys with the time their record lapses.
+    users: HashMap<String, HashMap<String, SystemTime>>,
     writes_since_eviction: usize,
     size_after_eviction: usize,
 }
@@ -70,6 +72,10 @@ impl Inner {
             let evict = evicted < limit && !entry.is_live(now);
             evicted += usize::from(evict);
             !evict
+        });
+        self.users.retain(|_, records| {
+            records.retain(|_, until| *until > now);
+            !records.is_empty()
         });
         self.writes_since_eviction = 0;
         self.size_after_eviction = self.entries.len();
@@ -112,6 +118,10 @@ impl MemoryStore {
 }
 
 impl Store for MemoryStore {
+    fn user_index(&self) -> Option<&dyn UserIndex> {
+        Some(self)
+    }
+
     fn load(&self, key: &str) -> Result<Option<Vec<u8>>> {
         Ok(self.lock().live_mut(key).map(|e| e.value.clone()))
     }
@@ -181,6 +191,40 @@ impl Store for MemoryStore {
             entry.expires = expires;
             entry.value.clone()
         }))
+    }
+}
+
+/// Records lapse with their `until`: a user's lapsed records go when that user is next
+/// linked, and everyone's with the periodic eviction of expired entries (and [`Sweep`]).
+impl UserIndex for MemoryStore {
+    fn link_user(&self, user: &str, key: &str, until: SystemTime) -> Result<()> {
+        let mut inner = self.lock();
+        let records = inner.users.entry(user.to_owned()).or_default();
+        let now = SystemTime::now();
+        records.retain(|_, until| *until > now);
+        records.insert(key.to_owned(), until);
+        Ok(())
+    }
+
+    fn user_keys(&self, user: &str) -> Result<Vec<String>> {
+        let now = SystemTime::now();
+        let inner = self.lock();
+        let records = inner.users.get(user).into_iter().flatten();
+        let live = records.filter(|(_, until)| **until > now);
+        Ok(live.map(|(key, _)| key.clone()).collect())
+    }
+
+    fn unlink_user(&self, user: &str, keys: &[String]) -> Result<()> {
+        let mut inner = self.lock();
+        if let Some(records) = inner.users.get_mut(user) {
+            for key in keys {
+                records.remove(key);
+            }
+            if records.is_empty() {
+                inner.users.remove(user);
+            }
+        }
+        Ok(())
     }
 }
 

@@ -26,22 +26,19 @@ mod sweeper;
 #[cfg(any(
     feature = "redis",
     feature = "memcached",
+    feature = "sqlite",
     feature = "postgres",
     feature = "mongodb"
 ))]
 mod builder;
 #[cfg(feature = "memcached")]
 mod memcached;
-#[cfg(feature = "postgres")]
-mod postgres;
 #[cfg(feature = "redis")]
 mod redis;
 #[cfg(feature = "redis-cluster")]
 mod redis_cluster;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod sql;
-#[cfg(feature = "sqlite")]
-mod sqlite;
 
 #[cfg(feature = "test-util")]
 pub mod conformance;
@@ -57,16 +54,18 @@ pub use sweeper::Sweeper;
 
 #[cfg(feature = "memcached")]
 pub use self::memcached::{MemcachedError, MemcachedStore, MemcachedStoreBuilder};
-#[cfg(feature = "postgres")]
-pub use self::postgres::{
-    PostgresConnection, PostgresManager, PostgresStore, PostgresStoreBuilder, PostgresTls,
-};
 #[cfg(feature = "redis")]
 pub use self::redis::{RedisStore, RedisStoreBuilder};
 #[cfg(feature = "redis-cluster")]
 pub use self::redis_cluster::{RedisClusterStore, RedisClusterStoreBuilder};
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub use self::sql::{Dialect, SqlStore, SqlStoreBuilder};
+#[cfg(feature = "postgres")]
+pub use self::sql::{
+    Postgres, PostgresConnection, PostgresManager, PostgresStore, PostgresStoreBuilder, PostgresTls,
+};
 #[cfg(feature = "sqlite")]
-pub use sqlite::{SqliteStore, SqliteStoreBuilder};
+pub use self::sql::{Sqlite, SqliteStore, SqliteStoreBuilder};
 
 /// What a conditional write ([`Store::replace`]) found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -157,6 +156,19 @@ pub trait Store: Send + Sync {
         None
     }
 
+    /// This store as a [`UserIndex`], when it is one: the commit links a session to its user
+    /// through it. Default: `None`; every store that implements [`UserIndex`] returns
+    /// `Some(self)`.
+    ///
+    /// ```
+    /// use server_session::store::{MemoryStore, NullStore, Store};
+    /// assert!(MemoryStore::new().user_index().is_some());
+    /// assert!(NullStore.user_index().is_none());
+    /// ```
+    fn user_index(&self) -> Option<&dyn UserIndex> {
+        None
+    }
+
     /// Set a new expiry and return the stored bytes, or `None` when the entry is gone.
     ///
     /// The manager calls this at commit for a session the handler never read, to extend its
@@ -169,6 +181,51 @@ pub trait Store: Send + Sync {
             Ok(None)
         }
     }
+}
+
+/// A store that can find every session of a user, for
+/// [`SessionManager::destroy_user_sessions`](crate::SessionManager::destroy_user_sessions)
+/// ("log out everywhere"), through a side index it keeps next to the sessions: records of
+/// *(user, session key, until)*. Flask-Session never reads the index, and what it reads is
+/// unchanged.
+///
+/// The manager names the user (`<key prefix>user:<id>`, so apps with different prefixes on
+/// one store stay apart) and double-checks every key the index returns against the session's
+/// own `_user_id` before deleting it, so a record that outlived its session, or a session since
+/// tied to another user, is harmless. A store must never lose a live record: a session whose
+/// record is gone escapes a later log-out.
+///
+/// Records past their `until` are never returned, and the store removes them itself (natively,
+/// in its [`Sweep`], or when the user's records are next written): the index never grows
+/// without bound. Memcached cannot enumerate keys, so `MemcachedStore` does not implement
+/// this trait, and `set_user` does not exist for it.
+///
+/// ```
+/// use std::time::{Duration, SystemTime};
+/// use server_session::store::{MemoryStore, UserIndex};
+///
+/// let store = MemoryStore::new();
+/// let until = SystemTime::now() + Duration::from_secs(60);
+/// store.link_user("session:user:ada", "session:a", until)?;
+/// store.link_user("session:user:ada", "session:b", until)?;
+/// let mut keys = store.user_keys("session:user:ada")?;
+/// keys.sort();
+/// assert_eq!(keys, ["session:a", "session:b"]);
+/// store.unlink_user("session:user:ada", &keys[..1])?;
+/// assert_eq!(store.user_keys("session:user:ada")?, ["session:b"]);
+/// # Ok::<(), server_session::Error>(())
+/// ```
+pub trait UserIndex: Store {
+    /// Records that the session under `key` belongs to `user` until `until`; a later call
+    /// for the same `user` and `key` moves `until`.
+    fn link_user(&self, user: &str, key: &str, until: SystemTime) -> Result<()>;
+
+    /// The keys recorded for `user` whose `until` has not passed, in no particular order
+    /// (sessions destroyed since, or tied to another user since, included).
+    fn user_keys(&self, user: &str) -> Result<Vec<String>>;
+
+    /// Forgets the records of `user` for `keys`; keys without a record are ignored.
+    fn unlink_user(&self, user: &str, keys: &[String]) -> Result<()>;
 }
 
 /// Implements [`Store`] for a pointer to a store by forwarding every call.
@@ -209,6 +266,9 @@ macro_rules! forward_store {
             fn max_value_bytes(&self) -> Option<usize> {
                 (**self).max_value_bytes()
             }
+            fn user_index(&self) -> Option<&dyn UserIndex> {
+                (**self).user_index()
+            }
         }
     };
 }
@@ -237,6 +297,26 @@ forward_store!(
     /// A borrowed store is a store, for a manager that does not own its store.
     &S
 );
+
+/// Implements [`UserIndex`] for a pointer to an index by forwarding every call.
+macro_rules! forward_user_index {
+    ($pointer:ty) => {
+        impl<S: UserIndex + ?Sized> UserIndex for $pointer {
+            fn link_user(&self, user: &str, key: &str, until: SystemTime) -> Result<()> {
+                (**self).link_user(user, key, until)
+            }
+            fn user_keys(&self, user: &str) -> Result<Vec<String>> {
+                (**self).user_keys(user)
+            }
+            fn unlink_user(&self, user: &str, keys: &[String]) -> Result<()> {
+                (**self).unlink_user(user, keys)
+            }
+        }
+    };
+}
+
+forward_user_index!(std::sync::Arc<S>);
+forward_user_index!(&S);
 
 impl<S: Sweep + ?Sized> Sweep for std::sync::Arc<S> {
     fn sweep(&self, limit: usize) -> Result<usize> {

@@ -8,7 +8,7 @@ const MASK: &str = "***";
 /// A connection URL (or PostgreSQL key-value string) kept whole for connecting, printed by
 /// `Debug` and `Display` without its password.
 #[derive(Clone, PartialEq, Eq)]
-pub(crate) struct SecretUrl(String);
+pub struct SecretUrl(String);
 
 impl SecretUrl {
     pub(crate) fn new(url: impl Into<String>) -> Self {

@@ -5,7 +5,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use super::Sweep;
-use crate::{Error, Result};
+use crate::{Error, Result, SessionEvent, SessionEvents};
 
 /// Sweeps a store every `interval` on a plain thread until stopped or dropped.
 ///
@@ -69,6 +69,34 @@ impl Sweeper {
         interval: Duration,
         batch: usize,
     ) -> Result<Self> {
+        Self::spawn_reporting(store, interval, batch, NoEvents)
+    }
+
+    /// [`spawn`](Self::spawn), reporting to `events` each round's
+    /// [`SessionEvent::Swept`] count (when it removed anything) and each failed sweep as
+    /// [`SessionEvent::StoreError`].
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::time::{Duration, SystemTime};
+    /// use server_session::store::{MemoryStore, Store, Sweeper};
+    /// use server_session::{SessionEvent, SessionMetrics};
+    ///
+    /// let store = Arc::new(MemoryStore::new());
+    /// store.create("k", b"v", SystemTime::now() - Duration::from_secs(1))?;
+    /// let metrics = Arc::new(SessionMetrics::default());
+    /// let sweeper = Sweeper::spawn_reporting(store, Duration::from_millis(10), 100, metrics.clone())?;
+    /// std::thread::sleep(Duration::from_millis(200));
+    /// sweeper.stop();
+    /// assert_eq!(metrics.count(SessionEvent::Swept(0)), 1);
+    /// # Ok::<(), server_session::Error>(())
+    /// ```
+    pub fn spawn_reporting<S: Sweep + 'static>(
+        store: Arc<S>,
+        interval: Duration,
+        batch: usize,
+        events: impl SessionEvents + 'static,
+    ) -> Result<Self> {
         if batch == 0 {
             return Err(Error::Config(
                 "the sweeper's batch size must be at least 1".into(),
@@ -80,7 +108,7 @@ impl Sweeper {
             .name("server-session-sweeper".into())
             .spawn(move || {
                 while !flag.wait(interval) {
-                    sweep_round(store.as_ref(), batch, &flag);
+                    sweep_round(store.as_ref(), batch, &flag, &events);
                 }
             })?;
         Ok(Self {
@@ -109,15 +137,35 @@ impl Drop for Sweeper {
     }
 }
 
-fn sweep_round<S: Sweep + ?Sized>(store: &S, batch: usize, stop: &StopFlag) {
+fn sweep_round<S: Sweep + ?Sized>(
+    store: &S,
+    batch: usize,
+    stop: &StopFlag,
+    events: &impl SessionEvents,
+) {
+    let mut swept = 0;
     loop {
         match store.sweep(batch) {
-            Ok(removed) if removed == batch && !stop.wait(Duration::ZERO) => continue,
-            Ok(_) => return,
+            Ok(removed) if removed == batch && !stop.wait(Duration::ZERO) => swept += removed,
+            Ok(removed) => {
+                swept += removed;
+                break;
+            }
             Err(err) => {
                 log::warn!("session sweep failed, retrying next round: {err}");
-                return;
+                events.on_event(SessionEvent::StoreError);
+                break;
             }
         }
     }
+    if swept > 0 {
+        events.on_event(SessionEvent::Swept(swept));
+    }
+}
+
+/// The hook of a sweeper nobody listens to.
+struct NoEvents;
+
+impl SessionEvents for NoEvents {
+    fn on_event(&self, _: SessionEvent) {}
 }

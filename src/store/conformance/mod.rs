@@ -29,17 +29,21 @@ use super::{Store, Sweep};
 mod concurrency;
 mod contract;
 mod faults;
+mod lifecycle;
 mod merge;
 mod size;
 mod sweep;
+mod users;
 
 use crate::Result;
 pub use concurrency::*;
 pub use contract::*;
 pub use faults::*;
+pub use lifecycle::*;
 pub use merge::*;
 pub use size::*;
 pub use sweep::*;
+pub use users::*;
 
 /// An expiry short enough to wait for, long enough to survive a slow round trip.
 const SHORT: Duration = Duration::from_millis(1200);
@@ -103,6 +107,21 @@ impl<S: Store, G: Send + Sync> Store for Guarded<S, G> {
     }
     fn max_value_bytes(&self) -> Option<usize> {
         self.store.max_value_bytes()
+    }
+    fn user_index(&self) -> Option<&dyn super::UserIndex> {
+        self.store.user_index()
+    }
+}
+
+impl<S: super::UserIndex, G: Send + Sync> super::UserIndex for Guarded<S, G> {
+    fn link_user(&self, user: &str, key: &str, until: SystemTime) -> Result<()> {
+        self.store.link_user(user, key, until)
+    }
+    fn user_keys(&self, user: &str) -> Result<Vec<String>> {
+        self.store.user_keys(user)
+    }
+    fn unlink_user(&self, user: &str, keys: &[String]) -> Result<()> {
+        self.store.unlink_user(user, keys)
     }
 }
 
@@ -291,6 +310,11 @@ macro_rules! conformance_tests {
             destroy_racing_merges_never_resurrects,
             oversized_commit_writes_nothing,
             oversized_stored_session_is_read,
+            absolute_lifetime_ends_an_old_session,
+            absolute_lifetime_is_not_extended_by_activity,
+            regenerate_keeps_the_creation_time,
+            session_lifetime_sets_the_store_expiry,
+            flashes_reach_the_next_request_once,
         );
     };
 }
@@ -310,6 +334,25 @@ macro_rules! conformance_tests {
 macro_rules! sweep_conformance_tests {
     ($make:expr $(,)?) => {
         $crate::__conformance_each!($make; sweep_removes_expired_only, sweep_respects_limit);
+    };
+}
+
+/// Generates one `#[test]` per [`UserIndex`](crate::store::UserIndex) check for the store
+/// `$make` builds (an `Option`, `None` when the server is missing).
+///
+/// ```
+/// use server_session::store::MemoryStore;
+/// server_session::user_index_conformance_tests!(Some(MemoryStore::new()));
+/// # fn main() {}
+/// ```
+#[macro_export]
+macro_rules! user_index_conformance_tests {
+    ($make:expr $(,)?) => {
+        $crate::__conformance_each!($make;
+            user_index_records_and_forgets,
+            user_index_records_lapse,
+            destroy_user_sessions_ends_only_that_users,
+        );
     };
 }
 
