@@ -17,7 +17,13 @@ for p in json.load(sys.stdin)["packages"]:
         print("\n".join(sorted(f for f in p["features"] if f != "default")))')
   FEATURES=("" "${FEATURES[@]}")
 fi
+FAILED=()
 for feature in "${FEATURES[@]}"; do
   echo "features.sh: clippy --no-default-features --features '${feature}'"
-  cargo clippy --quiet --no-default-features --features "$feature" --all-targets -- -D warnings
+  cargo clippy --quiet --no-default-features --features "$feature" --all-targets -- -D warnings \
+    || FAILED+=("'$feature'")
 done
+if [ ${#FAILED[@]} -gt 0 ]; then
+  echo "features.sh: clippy failed with features ${FAILED[*]}" >&2
+  exit 1
+fi

@@ -31,8 +31,8 @@
 //! | `redis` | [`RedisStore`](store::RedisStore) |
 //! | `redis-cluster` | [`RedisClusterStore`](store::RedisClusterStore) (implies `redis`) |
 //! | `memcached` | [`MemcachedStore`](store::MemcachedStore) (no client dependency: the store speaks the protocol) |
-//! | `sqlite` | [`SqliteStore`](store::SqliteStore) (SQLite bundled, no system library) |
-//! | `postgres` | [`PostgresStore`](store::PostgresStore) |
+//! | `sqlite` | [`SqliteStore`](store::SqliteStore), the [`SqlStore`](store::SqlStore) on SQLite (bundled, no system library) |
+//! | `postgres` | [`PostgresStore`](store::PostgresStore), the [`SqlStore`](store::SqlStore) on PostgreSQL |
 //! | `mongodb` | [`MongoStore`](store::MongoStore) |
 //! | `test-util` | [`conformance`](store::conformance): the store conformance suite, for third-party stores |
 //!

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use server_session::store::{MemoryStore, Store};
-use server_session::{Config, Error, SessionEvent, SessionManager, SessionMetrics};
+use server_session::{Config, SessionEvent, SessionManager, SessionMetrics};
 
 fn manager(config: Config) -> (SessionManager<MemoryStore>, Arc<SessionMetrics>) {
     let metrics = Arc::new(SessionMetrics::default());
@@ -115,6 +115,7 @@ fn a_merge_is_counted() {
 #[test]
 fn a_failing_store_is_counted() {
     use server_session::store::{conformance, RedisStore};
+    use server_session::Error;
     let store = RedisStore::builder()
         .url(format!("redis://{}/", conformance::closed_port()))
         .connection(conformance::fault_settings(Duration::from_millis(100)))
