@@ -1,13 +1,15 @@
 //! The README's demo server: `cargo run --example demo`, then in another terminal
-//! `curl -c jar -b jar http://127.0.0.1:8000/` (again and again), `/login?user=ada`, `/whoami`,
-//! `/logout`, `/health`. [`ROUTES`] lists them; `HEAD` is answered like `GET`.
+//! `curl -c jar -b jar http://127.0.0.1:8000/` (again and again), `/login?user=ada` (or
+//! `/login?user=ada&remember=1`), `/whoami`, `/logout`, `/health`. [`ROUTES`] lists them; `HEAD`
+//! is answered like `GET`.
 //!
 //! Options: `--addr HOST:PORT` (127.0.0.1:8000), `--threads N` (8), `--store URL`
 //! (default: files in `./flask_session`; `file:///abs/dir`, `memory:`, and with the store's
 //! feature `redis://HOST:PORT/DB`, `memcache://HOST:PORT[,HOST:PORT]`, `sqlite:///abs/path.db`,
 //! `postgres://USER@HOST:PORT/DB`, `mongodb://HOST:PORT/?directConnection=true`), `--secret KEY`
-//! (sign the cookie), `--lifetime SECS` (session lifetime; default 31 days). `tests/demo.rs`
-//! reuses [`config`], [`serve`] and [`route`].
+//! (sign the cookie), `--lifetime SECS` (session lifetime; default 31 days), `--absolute SECS`
+//! (the longest a session lives from its creation; default off). `tests/demo.rs` reuses
+//! [`config`], [`serve`] and [`route`].
 
 use std::io::Cursor;
 use std::sync::Arc;
@@ -24,10 +26,11 @@ use tiny_http::{Header, Method, Request, Response, Server};
 
 pub const USAGE: &str =
     "usage: demo [--addr HOST:PORT] [--threads N] [--store URL] [--secret KEY] \
-     [--lifetime SECS]\n\nroutes (GET or HEAD):\n\
-     /                count this session's visits\n\
+     [--lifetime SECS] [--absolute SECS]\n\nroutes (GET or HEAD):\n\
+     /                count this session's visits (after a login, greets once first)\n\
      /incr?key=NAME   add 1 to the counter NAME, exact under parallel requests\n\
-     /login?user=NAME log in as NAME (a fresh session id)\n\
+     /login?user=NAME log in as NAME (a fresh session id) until the browser closes or an hour\n\
+     \x20                passes without a request; add &remember=1 to stay in for 30 days\n\
      /whoami          the logged-in user, read only\n\
      /logout          end the session\n\
      /health          ok, without touching the session";
@@ -42,7 +45,14 @@ pub struct Args {
     store: Option<String>,
     secret: Option<String>,
     lifetime: Option<Duration>,
+    absolute: Option<Duration>,
 }
+
+/// How long a login without "remember me" lasts without a request (its cookie ends with the
+/// browser session).
+pub const SIGNED_IN: Duration = Duration::from_secs(60 * 60);
+/// How long a "remember me" login lasts without a request (its cookie too).
+pub const REMEMBERED: Duration = Duration::from_secs(30 * 24 * 60 * 60);
 
 fn main() {
     let started = parse_args(std::env::args().skip(1)).and_then(|args| start(&args));
@@ -59,6 +69,7 @@ pub fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Args, String
         store: None,
         secret: None,
         lifetime: None,
+        absolute: None,
     };
     while let Some(flag) = argv.next() {
         let mut value = || argv.next().ok_or(format!("{flag} needs a value\n{USAGE}"));
@@ -72,6 +83,10 @@ pub fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Args, String
             "--lifetime" => {
                 let secs = value()?.parse().map_err(|e| format!("--lifetime: {e}"))?;
                 args.lifetime = Some(Duration::from_secs(secs));
+            }
+            "--absolute" => {
+                let secs = value()?.parse().map_err(|e| format!("--absolute: {e}"))?;
+                args.absolute = Some(Duration::from_secs(secs));
             }
             "--help" | "-h" => return Err(USAGE.into()),
             _ => return Err(format!("unknown option {flag:?}\n{USAGE}")),
@@ -153,6 +168,9 @@ fn run<S: Store + 'static>(store: S, args: &Args) -> Result<(), String> {
     let mut builder = builder(args.secret.as_deref());
     if let Some(lifetime) = args.lifetime {
         builder = builder.lifetime(lifetime);
+    }
+    if let Some(absolute) = args.absolute {
+        builder = builder.absolute_lifetime(absolute);
     }
     let config = builder.build().map_err(|e| e.to_string())?;
     let manager = SessionManager::new(store, config).map_err(|e| e.to_string())?;
@@ -242,9 +260,15 @@ pub fn route<S: Store, C: Codec>(
     match (method, path) {
         (Method::Get, "/health") => Ok((200, "ok".into())),
         (Method::Get, "/") => {
+            let mut body = String::new();
+            for (_, message) in session.take_flashes()? {
+                body.push_str(&message);
+                body.push('\n');
+            }
             let visits = session.get::<u64>("visits")?.unwrap_or(0) + 1;
             session.insert("visits", &visits)?;
-            Ok((200, format!("visits={visits}")))
+            body.push_str(&format!("visits={visits}"));
+            Ok((200, body))
         }
         (Method::Get, "/incr") => match query_param(query, "key").filter(|k| !k.is_empty()) {
             Some(key) => {
@@ -255,8 +279,8 @@ pub fn route<S: Store, C: Codec>(
         },
         (Method::Get, "/login") => match query_param(query, "user").filter(|u| !u.is_empty()) {
             Some(user) => {
-                session.regenerate()?;
-                session.insert("user", &user)?;
+                let remember = query_param(query, "remember").is_some_and(|r| r == "1");
+                log_in(session, &user, remember)?;
                 Ok((200, format!("user={user}")))
             }
             None => Ok((400, "missing ?user=NAME".into())),
@@ -268,6 +292,22 @@ pub fn route<S: Store, C: Codec>(
         }
         _ => Ok((404, "not found".into())),
     }
+}
+
+/// A fresh id for the logged-in session (the creation time, and so an `--absolute` limit,
+/// carries over), a greeting for the next page, and how long the login lasts: "remember me"
+/// keeps a permanent cookie for [`REMEMBERED`]; otherwise the cookie ends with the browser
+/// session and the server forgets the session after [`SIGNED_IN`] without a request.
+fn log_in<S: Store, C: Codec>(
+    session: &mut Session<'_, S, C>,
+    user: &str,
+    remember: bool,
+) -> Result<()> {
+    session.regenerate()?;
+    session.insert("user", user)?;
+    session.flash("message", &format!("welcome, {user}"))?;
+    session.set_permanent(remember)?;
+    session.set_lifetime(if remember { REMEMBERED } else { SIGNED_IN })
 }
 
 /// The percent-decoded value of `name` in a query string; `None` when absent or not UTF-8.

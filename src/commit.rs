@@ -3,9 +3,11 @@
 use std::time::SystemTime;
 
 use crate::codec::{Codec, SessionMap};
+use crate::lifetime;
 use crate::merge::merge;
 use crate::session::{has_content, is_permanent};
 use crate::store::{Replaced, Store};
+use crate::users::Link;
 use crate::{Error, Result, Session, SessionId};
 
 /// How often a freshly generated id may collide before the commit gives up.
@@ -59,10 +61,10 @@ impl Commit {
 
 /// Design.md "Request flow" step 3, in order.
 pub(crate) fn commit<S: Store, C: Codec>(mut session: Session<'_, S, C>) -> Result<Commit> {
-    let expires = SystemTime::now() + session.manager.config().lifetime();
+    let now = SystemTime::now();
     let set_cookie = match session.data.take() {
-        None => skip_failed_refresh(refresh_unloaded(&session, expires)),
-        Some(data) => commit_loaded(&mut session, &data, expires)?,
+        None => skip_failed_refresh(refresh_unloaded(&session, now)),
+        Some(mut data) => commit_loaded(&mut session, &mut data, now)?,
     };
     if let Some(stale) = &session.stale_id {
         let manager = session.manager;
@@ -76,13 +78,23 @@ pub(crate) fn commit<S: Store, C: Codec>(mut session: Session<'_, S, C>) -> Resu
 
 fn commit_loaded<S: Store, C: Codec>(
     session: &mut Session<'_, S, C>,
-    data: &SessionMap,
-    expires: SystemTime,
+    data: &mut SessionMap,
+    now: SystemTime,
 ) -> Result<Option<String>> {
+    let manager = session.manager;
+    let expires = lifetime::expiry(manager.config(), data, now);
+    let live = has_content(data) && expires > now;
+    let link = live
+        .then(|| manager.renew_link(data, now, expires))
+        .flatten();
+    session.modified |= link.is_some();
     if !has_content(data) {
         end(session)
+    } else if expires <= now {
+        log::info!("a session reached its absolute lifetime during a request: deleted");
+        forget(session)
     } else if session.modified {
-        write(session, data, expires).map(Some)
+        write(session, data, expires, link.as_ref()).map(Some)
     } else {
         Ok(skip_failed_refresh(refresh_loaded(session, data, expires)))
     }
@@ -103,6 +115,11 @@ fn end<S: Store, C: Codec>(session: &Session<'_, S, C>) -> Result<Option<String>
     if !session.modified {
         return Ok(None);
     }
+    forget(session)
+}
+
+/// Deletes the stored session and tells the browser to drop a cookie it has.
+fn forget<S: Store, C: Codec>(session: &Session<'_, S, C>) -> Result<Option<String>> {
     let manager = session.manager;
     if let (Some(id), true) = (&session.id, session.stored) {
         manager.store().delete(&manager.store_key(id))?;
@@ -115,25 +132,27 @@ fn write<S: Store, C: Codec>(
     session: &mut Session<'_, S, C>,
     data: &SessionMap,
     expires: SystemTime,
+    link: Option<&Link>,
 ) -> Result<String> {
     let manager = session.manager;
     let bytes = manager.encode_for_write(data)?;
     let (Some(id), true) = (session.id.clone(), session.stored) else {
-        let id = create(session, &bytes, expires)?;
+        let id = create(session, &bytes, expires, link)?;
         return Ok(cookie_for(session, &id, is_permanent(data), expires));
     };
     let key = manager.store_key(&id);
+    manager.write_link(link, &key)?;
     let saved = match session.loaded.take() {
         Some(loaded) if manager.config().merge_concurrent_changes() => {
             save_merging(session, &key, data, Write { bytes, loaded }, expires)?
         }
         _ => match manager.store().save(&key, &bytes, expires)? {
-            true => Saved::Written(is_permanent(data)),
+            true => Saved::Written(is_permanent(data), expires),
             false => Saved::Gone,
         },
     };
     match saved {
-        Saved::Written(permanent) => Ok(cookie_for(session, &id, permanent, expires)),
+        Saved::Written(permanent, expires) => Ok(cookie_for(session, &id, permanent, expires)),
         Saved::Gone => {
             log::info!("session ended by another request before this one saved it");
             Ok(manager.deletion_cookie())
@@ -141,9 +160,10 @@ fn write<S: Store, C: Codec>(
     }
 }
 
-/// What a save over a stored session did: wrote it (permanent or not), or found it gone.
+/// What a save over a stored session did: wrote it (permanent or not, with this expiry), or
+/// found it gone.
 enum Saved {
-    Written(bool),
+    Written(bool, SystemTime),
     Gone,
 }
 
@@ -161,7 +181,7 @@ fn save_merging<S: Store, C: Codec>(
     key: &str,
     data: &SessionMap,
     mut write: Write,
-    expires: SystemTime,
+    mut expires: SystemTime,
 ) -> Result<Saved> {
     let manager = session.manager;
     let mut permanent = is_permanent(data);
@@ -172,11 +192,11 @@ fn save_merging<S: Store, C: Codec>(
             .store()
             .replace(key, &write.loaded, &write.bytes, expires)?
         {
-            Replaced::Done => return Ok(Saved::Written(permanent)),
+            Replaced::Done => return Ok(Saved::Written(permanent, expires)),
             Replaced::Gone => return Ok(Saved::Gone),
             Replaced::Changed(current) => current,
         };
-        let Some(fresh) = manager.decode_or_discard(key, &current)? else {
+        let Some(fresh) = manager.decode_live(key, &current)? else {
             return Ok(Saved::Gone);
         };
         if original.is_none() {
@@ -189,6 +209,7 @@ fn save_merging<S: Store, C: Codec>(
             return Ok(Saved::Gone);
         }
         permanent = is_permanent(&merged);
+        expires = lifetime::expiry(manager.config(), &merged, SystemTime::now());
         write = Write {
             bytes: manager.encode_for_write(&merged)?,
             loaded: current,
@@ -203,14 +224,14 @@ fn create<S: Store, C: Codec>(
     session: &Session<'_, S, C>,
     bytes: &[u8],
     expires: SystemTime,
+    link: Option<&Link>,
 ) -> Result<SessionId> {
     let manager = session.manager;
     for _ in 0..CREATE_ATTEMPTS {
         let id = SessionId::generate(manager.config().id_length())?;
-        if manager
-            .store()
-            .create(&manager.store_key(&id), bytes, expires)?
-        {
+        let key = manager.store_key(&id);
+        manager.write_link(link, &key)?;
+        if manager.store().create(&key, bytes, expires)? {
             return Ok(id);
         }
     }
@@ -235,23 +256,50 @@ fn refresh_loaded<S: Store, C: Codec>(
 }
 
 /// The handler never read the session: extend its expiry and, to honour its permanence
-/// without a separate read, learn `_permanent` from the same get-and-touch.
+/// without a separate read, learn `_permanent` from the same get-and-touch. A session with
+/// its own lifetime (or an absolute one) gets a second touch with its own expiry.
 fn refresh_unloaded<S: Store, C: Codec>(
     session: &Session<'_, S, C>,
-    expires: SystemTime,
+    now: SystemTime,
 ) -> Result<Option<String>> {
     let manager = session.manager;
     let (Some(id), true) = (&session.id, manager.config().refresh_each_request()) else {
         return Ok(None);
     };
     let key = manager.store_key(id);
-    let Some(bytes) = manager.store().load_and_touch(&key, expires)? else {
+    let usual = now + manager.config().lifetime();
+    let Some(bytes) = manager.store().load_and_touch(&key, usual)? else {
         return Ok(None);
     };
-    let permanent = manager
-        .decode_or_discard(&key, &bytes)?
-        .is_some_and(|d| is_permanent(&d));
-    Ok(permanent.then(|| cookie_for(session, id, true, expires)))
+    let Some(mut data) = manager.decode_live(&key, &bytes)? else {
+        return Ok(None);
+    };
+    let expires = lifetime::expiry(manager.config(), &data, now);
+    if expires != usual && !manager.store().touch(&key, expires)? {
+        return Ok(None);
+    }
+    if let Some(link) = manager.renew_link(&mut data, now, expires) {
+        relink(session, &key, &link, (&bytes, &data), expires)?;
+    }
+    Ok(is_permanent(&data).then(|| cookie_for(session, id, true, expires)))
+}
+
+/// Renews the index record of a session the handler never read, and rewrites it with its new
+/// `_user_until` unless another request changed it meanwhile (that one renews it instead).
+fn relink<S: Store, C: Codec>(
+    session: &Session<'_, S, C>,
+    key: &str,
+    link: &Link,
+    (loaded, data): (&[u8], &SessionMap),
+    expires: SystemTime,
+) -> Result<()> {
+    let manager = session.manager;
+    manager.write_link(Some(link), key)?;
+    let bytes = manager.encode_for_write(data)?;
+    manager
+        .store()
+        .replace(key, loaded, &bytes, expires)
+        .map(drop)
 }
 
 fn cookie_for<S: Store, C: Codec>(

@@ -55,6 +55,7 @@ pub struct Config {
     cookie_secure: bool,
     cookie_same_site: Option<SameSite>,
     lifetime: Duration,
+    absolute_lifetime: Option<Duration>,
     permanent: bool,
     refresh_each_request: bool,
     merge_concurrent_changes: bool,
@@ -77,6 +78,7 @@ impl Default for Config {
             cookie_secure: false,
             cookie_same_site: Some(SameSite::Lax),
             lifetime: Duration::from_secs(31 * 24 * 60 * 60),
+            absolute_lifetime: None,
             permanent: true,
             refresh_each_request: true,
             merge_concurrent_changes: true,
@@ -100,6 +102,7 @@ impl std::fmt::Debug for Config {
             .field("cookie_secure", &self.cookie_secure)
             .field("cookie_same_site", &self.cookie_same_site)
             .field("lifetime", &self.lifetime)
+            .field("absolute_lifetime", &self.absolute_lifetime)
             .field("permanent", &self.permanent)
             .field("refresh_each_request", &self.refresh_each_request)
             .field("merge_concurrent_changes", &self.merge_concurrent_changes)
@@ -151,6 +154,11 @@ impl Config {
     /// `PERMANENT_SESSION_LIFETIME`.
     pub fn lifetime(&self) -> Duration {
         self.lifetime
+    }
+    /// The longest a session lives from its creation, whatever its activity; `None` (the
+    /// default) when off (no Flask name).
+    pub fn absolute_lifetime(&self) -> Option<Duration> {
+        self.absolute_lifetime
     }
     /// `SESSION_PERMANENT`.
     pub fn permanent(&self) -> bool {
@@ -262,6 +270,34 @@ impl ConfigBuilder {
         self.config.lifetime = lifetime;
         self
     }
+    /// Default off: the longest a session lives from its creation, however active it is (no
+    /// Flask name). A session older than this is read as absent and deleted; every commit
+    /// caps the store expiry and a permanent cookie's `Expires` at creation + this, so the
+    /// idle [`lifetime`](Self::lifetime) (and a session's own
+    /// [`set_lifetime`](crate::Session::set_lifetime)) can never take it further.
+    /// [`regenerate`](crate::Session::regenerate) keeps the creation time: logging in does not
+    /// restart the clock. The creation time is stored in the session as `_ss_created` (Unix
+    /// seconds); a session without one (made by a Flask app, or before this was on) is
+    /// counted from the first request that reads it. At least one second.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use server_session::{Config, SessionManager, store::MemoryStore};
+    ///
+    /// let twelve_hours = Duration::from_secs(12 * 3600);
+    /// let config = Config::builder().absolute_lifetime(twelve_hours).build()?;
+    /// assert_eq!(config.absolute_lifetime(), Some(twelve_hours));
+    /// let manager = SessionManager::new(MemoryStore::new(), config)?;
+    /// let mut session = manager.open(None);
+    /// session.insert("user", "ada")?;
+    /// assert!(session.get::<u64>("_ss_created")?.is_some(), "the creation time");
+    /// assert_eq!(session.keys()?.collect::<Vec<_>>(), ["user"]);
+    /// # Ok::<(), server_session::Error>(())
+    /// ```
+    pub fn absolute_lifetime(mut self, lifetime: Duration) -> Self {
+        self.config.absolute_lifetime = Some(lifetime);
+        self
+    }
     /// `SESSION_PERMANENT`; default true. New sessions get `_permanent = True`; a non-permanent
     /// session's cookie has no `Expires` and ends with the browser session.
     pub fn permanent(mut self, permanent: bool) -> Self {
@@ -343,6 +379,11 @@ impl ConfigBuilder {
         check(
             c.lifetime > Duration::ZERO,
             "lifetime must be longer than zero",
+        )?;
+        check(
+            c.absolute_lifetime
+                .is_none_or(|a| a >= Duration::from_secs(1)),
+            "absolute_lifetime must be at least one second",
         )?;
         check(
             c.max_session_bytes > 0,
@@ -442,6 +483,7 @@ mod tests {
         assert!(!c.cookie_secure());
         assert_eq!(c.cookie_same_site(), Some(SameSite::Lax));
         assert_eq!(c.lifetime(), Duration::from_secs(2_678_400));
+        assert_eq!(c.absolute_lifetime(), None);
         assert!(c.permanent());
         assert!(c.refresh_each_request());
         assert!(!c.use_signer());
@@ -480,6 +522,8 @@ mod tests {
         assert!(rejected(b().cookie_domain("a;b")).contains("cookie_domain"));
         assert!(rejected(b().cookie_same_site(Some(SameSite::None))).contains("SameSite"));
         assert!(rejected(b().lifetime(Duration::ZERO)).contains("lifetime"));
+        let subsecond = b().absolute_lifetime(Duration::from_millis(999));
+        assert!(rejected(subsecond).contains("absolute_lifetime"));
         assert!(rejected(b().key_prefix("a\nb")).contains("key_prefix"));
         assert!(rejected(b().fallback_secret_keys([""])).contains("fallback"));
     }

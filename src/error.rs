@@ -61,6 +61,9 @@ pub enum Error {
         /// The limit it is over, in bytes.
         limit: usize,
     },
+    /// [`Session::set_lifetime`](crate::Session::set_lifetime) was given less than one second
+    /// or more than [`MAX_SESSION_LIFETIME`](crate::MAX_SESSION_LIFETIME).
+    InvalidLifetime(std::time::Duration),
     /// An error of the application, passed through an adapter (see [`Error::other`]).
     Other(BoxError),
 }
@@ -341,6 +344,10 @@ impl fmt::Display for Error {
                 f,
                 "the session is {size} bytes encoded, over the limit of {limit} bytes: nothing was written"
             ),
+            Error::InvalidLifetime(lifetime) => write!(
+                f,
+                "a session lifetime must be 1 second to 400 days, not {lifetime:?}"
+            ),
             Error::Other(e) => e.fmt(f),
         }
     }
@@ -358,6 +365,7 @@ impl std::error::Error for Error {
             | Error::IdCollision
             | Error::Conflict { .. }
             | Error::TooLarge { .. }
+            | Error::InvalidLifetime(_)
             | Error::InvalidKey(_) => None,
         }
     }

@@ -4,6 +4,7 @@ use std::time::SystemTime;
 
 use crate::codec::{Codec, MsgPack, SessionMap, Value};
 use crate::commit_locks::CommitLocks;
+use crate::lifetime;
 use crate::session::PERMANENT_KEY;
 use crate::store::Store;
 use crate::{cookie, Config, Error, Result, Session, SessionId, Signer};
@@ -145,13 +146,32 @@ impl<S: Store, C: Codec> SessionManager<S, C> {
         key
     }
 
-    /// The data of a brand-new session: `_permanent` when sessions are permanent by default.
+    /// The data of a brand-new session: `_permanent` when sessions are permanent by default,
+    /// the creation time when an absolute lifetime is configured.
     pub(crate) fn new_map(&self) -> SessionMap {
         let mut map = SessionMap::new();
         if self.config.permanent() {
             map.insert(PERMANENT_KEY.to_owned(), Value::Boolean(true));
         }
+        lifetime::stamp_creation(&self.config, &mut map, SystemTime::now());
         map
+    }
+
+    /// [`decode_or_discard`](Self::decode_or_discard), and a session past its absolute
+    /// lifetime is deleted and read as absent too.
+    pub(crate) fn decode_live(&self, key: &str, bytes: &[u8]) -> Result<Option<SessionMap>> {
+        let Some(data) = self.decode_or_discard(key, bytes)? else {
+            return Ok(None);
+        };
+        if lifetime::expired(&self.config, &data, SystemTime::now()) {
+            log::info!("a session reached its absolute lifetime: deleted, a fresh one starts");
+        } else if self.link_lapsed(&data) {
+            log::info!("a session past its user index record (it may be lost): deleted");
+        } else {
+            return Ok(Some(data));
+        }
+        self.store.delete(key)?;
+        Ok(None)
     }
 
     /// Decodes a stored payload; one that does not decode is deleted and read as absent, so

@@ -1,22 +1,40 @@
 //! One request's view of a session: lazy, typed, committed once at the end.
 
+use std::time::{Duration, SystemTime};
+
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::codec::{Codec, MsgPack, SessionMap, Value};
+use crate::lifetime::{self, CREATED_KEY, LIFETIME_KEY, MAX_SESSION_LIFETIME};
 use crate::merge::Updates;
 use crate::store::Store;
+use crate::users::USER_UNTIL_KEY;
 use crate::{Error, Result, SessionId, SessionManager};
 
 /// The key Flask stores a session's permanence under.
 pub(crate) const PERMANENT_KEY: &str = "_permanent";
 
+/// The key Flask keeps flashed messages under: a list of `[category, message]` pairs.
+pub(crate) const FLASHES_KEY: &str = "_flashes";
+
+/// The keys that describe the session rather than hold its data: a session with nothing else
+/// is empty (never stored), and `keys`, `len` and `is_empty` leave them out.
+const INTERNAL_KEYS: [&str; 4] = [PERMANENT_KEY, CREATED_KEY, LIFETIME_KEY, USER_UNTIL_KEY];
+
+fn is_internal(key: &str) -> bool {
+    INTERNAL_KEYS.contains(&key)
+}
+
 /// A session opened by [`SessionManager::open`]; end the request with [`Session::commit`].
 /// Dropping a session without committing it discards its changes.
 ///
 /// Nothing is read from the store until the first method that needs the data. Keys are
-/// strings; values are anything serde can (de)serialise. The `_permanent` key is Flask's
-/// permanence flag: use [`Session::set_permanent`]; `keys`, `len` and `is_empty` leave it out.
+/// strings; values are anything serde can (de)serialise. Three keys describe the session
+/// rather than hold its data, and `keys`, `len` and `is_empty` leave them out: `_permanent`
+/// (Flask's permanence flag, see [`Session::set_permanent`]), `_ss_lifetime` (see
+/// [`Session::set_lifetime`]) and `_ss_created` (see
+/// [`ConfigBuilder::absolute_lifetime`](crate::ConfigBuilder::absolute_lifetime)).
 ///
 /// ```
 /// use server_session::{Config, SessionManager, store::MemoryStore};
@@ -204,30 +222,33 @@ impl<'m, S: Store, C: Codec> Session<'m, S, C> {
         Ok(self.data()?.contains_key(key))
     }
 
-    /// The keys in insertion order, without `_permanent`.
+    /// The keys in insertion order, without the internal ones (`_permanent`, `_ss_created`,
+    /// `_ss_lifetime`, `_user_until`).
     pub fn keys(&mut self) -> Result<impl Iterator<Item = &str>> {
         Ok(self
             .data()?
             .keys()
             .map(String::as_str)
-            .filter(|k| *k != PERMANENT_KEY))
+            .filter(|k| !is_internal(k)))
     }
 
-    /// The number of keys, without `_permanent`.
+    /// The number of keys, as [`keys`](Session::keys) lists them.
     pub fn len(&mut self) -> Result<usize> {
         Ok(self.keys()?.count())
     }
 
-    /// Whether the session holds nothing but (perhaps) `_permanent`; such a session is never
-    /// stored.
+    /// Whether the session holds nothing but (perhaps) `_permanent`, `_ss_created` and
+    /// `_ss_lifetime`; such a session is never stored.
     pub fn is_empty(&mut self) -> Result<bool> {
         Ok(self.len()? == 0)
     }
 
-    /// Removes every key except the permanence flag. A stored session that ends the request
-    /// empty is deleted from the store.
+    /// Removes every key except the permanence flag and the creation time (so data added
+    /// after a `clear` does not restart the absolute lifetime). A stored session that ends the
+    /// request empty is deleted from the store.
     pub fn clear(&mut self) -> Result<()> {
-        self.data_mut()?.retain(|key, _| key == PERMANENT_KEY);
+        self.data_mut()?
+            .retain(|key, _| key == PERMANENT_KEY || key == CREATED_KEY);
         self.updates = Updates::default();
         Ok(())
     }
@@ -248,8 +269,87 @@ impl<'m, S: Store, C: Codec> Session<'m, S, C> {
         Ok(())
     }
 
+    /// The idle lifetime of this session: its own (see [`set_lifetime`](Session::set_lifetime))
+    /// or the configuration's [`lifetime`](crate::Config::lifetime).
+    pub fn lifetime(&mut self) -> Result<Duration> {
+        let config = self.manager.config();
+        Ok(lifetime::idle_lifetime(config, self.data()?))
+    }
+
+    /// Gives this session its own idle lifetime from now on, instead of the configuration's
+    /// ("remember me"): kept across requests (as `_ss_lifetime`, in whole seconds), it sets the
+    /// store expiry at each commit and a permanent cookie's `Expires`; an absolute lifetime,
+    /// when configured, still caps both. With [`set_permanent(false)`](Session::set_permanent)
+    /// it makes a browser-session cookie whose session also ends soon on the server.
+    ///
+    /// Errors: [`Error::InvalidLifetime`] for less than one second or more than
+    /// [`MAX_SESSION_LIFETIME`] (400 days); nothing changes then.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use server_session::{Config, SessionManager, store::MemoryStore};
+    ///
+    /// let manager = SessionManager::new(MemoryStore::new(), Config::default())?;
+    /// let mut session = manager.open(None);
+    /// session.insert("user", "ada")?;
+    /// session.set_permanent(false)?; // the cookie ends with the browser session
+    /// session.set_lifetime(Duration::from_secs(15 * 60))?; // the server forgets it sooner
+    /// let cookie = session.commit()?.set_cookie().unwrap().to_owned();
+    /// assert!(!cookie.contains("Expires"));
+    ///
+    /// let mut next = manager.open(Some(cookie.split(';').next().unwrap()));
+    /// assert_eq!(next.lifetime()?, Duration::from_secs(900), "kept across requests");
+    /// assert!(next.set_lifetime(Duration::ZERO).is_err());
+    /// # Ok::<(), server_session::Error>(())
+    /// ```
+    pub fn set_lifetime(&mut self, lifetime: Duration) -> Result<()> {
+        let secs = lifetime.as_secs();
+        if secs == 0 || lifetime > MAX_SESSION_LIFETIME {
+            return Err(Error::InvalidLifetime(lifetime));
+        }
+        self.insert_value(LIFETIME_KEY, Value::from(secs))
+    }
+
+    /// Adds a flashed message for a later request, as Flask's `flash(message, category)`
+    /// does: appended to the `_flashes` list as a `[category, message]` pair, so Flask's
+    /// `get_flashed_messages(with_categories=True)` shows it too. Merged like
+    /// [`update`](Session::update): messages flashed by overlapping requests are all kept.
+    ///
+    /// ```
+    /// use server_session::{Config, SessionManager, store::MemoryStore};
+    ///
+    /// let manager = SessionManager::new(MemoryStore::new(), Config::default())?;
+    /// let mut login = manager.open(None);
+    /// login.flash("message", "Welcome back, ada")?;
+    /// let cookie = login.commit()?.set_cookie().unwrap().split(';').next().unwrap().to_owned();
+    ///
+    /// let mut next = manager.open(Some(&cookie));
+    /// let flashes = next.take_flashes()?;
+    /// assert_eq!(flashes, [("message".to_owned(), "Welcome back, ada".to_owned())]);
+    /// assert!(next.take_flashes()?.is_empty(), "shown once");
+    /// # Ok::<(), server_session::Error>(())
+    /// ```
+    pub fn flash(&mut self, category: &str, message: &str) -> Result<()> {
+        let pair = Value::Array(vec![Value::from(category), Value::from(message)]);
+        self.update(FLASHES_KEY, move |flashes: Option<Vec<Value>>| {
+            let mut flashes = flashes.unwrap_or_default();
+            flashes.push(pair.clone());
+            flashes
+        })?;
+        Ok(())
+    }
+
+    /// Removes and returns the flashed messages, oldest first, as `(category, message)`
+    /// pairs, like Flask's `get_flashed_messages(with_categories=True)`; empty when there are
+    /// none. Messages flashed by a Flask app come back too. When a stored message is not a
+    /// pair of strings, [`Error::ValueType`] and the messages stay.
+    pub fn take_flashes(&mut self) -> Result<Vec<(String, String)>> {
+        Ok(self.take(FLASHES_KEY)?.unwrap_or_default())
+    }
+
     /// Moves the data to a fresh id at commit and deletes the old entry: call it when the
-    /// user's privileges change (log in) to defeat session fixation.
+    /// user's privileges change (log in) to defeat session fixation. The creation time moves
+    /// with the data: logging in does not extend an absolute lifetime.
     pub fn regenerate(&mut self) -> Result<()> {
         self.data_mut()?;
         if self.stored {
@@ -286,10 +386,18 @@ impl<'m, S: Store, C: Codec> Session<'m, S, C> {
         if self.data.is_none() {
             let loaded = self.load()?;
             self.stored = loaded.is_some();
-            if loaded.is_none() {
-                self.id = None;
-            }
-            self.data = Some(loaded.unwrap_or_else(|| self.manager.new_map()));
+            let data = match loaded {
+                Some(mut data) => {
+                    let config = self.manager.config();
+                    self.modified |= lifetime::stamp_creation(config, &mut data, SystemTime::now());
+                    data
+                }
+                None => {
+                    self.id = None;
+                    self.manager.new_map()
+                }
+            };
+            self.data = Some(data);
         }
         Ok(self.data.get_or_insert_with(SessionMap::new))
     }
@@ -317,7 +425,7 @@ impl<'m, S: Store, C: Codec> Session<'m, S, C> {
         let Some(bytes) = self.manager.store().load(&key)? else {
             return Ok(None);
         };
-        let data = self.manager.decode_or_discard(&key, &bytes)?;
+        let data = self.manager.decode_live(&key, &bytes)?;
         if data.is_some() {
             self.loaded = Some(bytes);
         }
@@ -329,9 +437,9 @@ pub(crate) fn is_permanent(data: &SessionMap) -> bool {
     matches!(data.get(PERMANENT_KEY), Some(Value::Boolean(true)))
 }
 
-/// Whether `data` holds anything worth storing.
+/// Whether `data` holds anything worth storing: a key besides the internal ones.
 pub(crate) fn has_content(data: &SessionMap) -> bool {
-    data.keys().any(|k| k != PERMANENT_KEY)
+    data.keys().any(|k| !is_internal(k))
 }
 
 pub(crate) fn to_value<T: Serialize + ?Sized>(value: &T) -> Result<Value> {

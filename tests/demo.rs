@@ -11,9 +11,10 @@ mod common;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
-use common::CountingStore;
+use common::{expires_of, CountingStore};
+use server_session::codec::{Codec, MsgPack};
 use server_session::store::{conformance, FileStore, MemoryStore, NullStore, Store};
 use server_session::SessionManager;
 use tiny_http::Server;
@@ -167,9 +168,58 @@ fn login_regenerates_the_id_and_the_old_one_is_dead() {
     assert_ne!(replay.cookie(), new);
     assert_eq!(
         get(addr, "/", Some(&new)).body,
-        "visits=2",
+        "welcome, ada\nvisits=2",
         "data moved to the new id"
     );
+}
+
+#[test]
+fn the_first_page_after_a_login_greets_once() {
+    let (addr, _manager) = start(MemoryStore::new(), None);
+    let jar = get(addr, "/login?user=J%C3%BCrgen", None).cookie();
+    assert_eq!(
+        get(addr, "/whoami", Some(&jar)).body,
+        "user=Jürgen",
+        "not taken"
+    );
+    assert_eq!(get(addr, "/", Some(&jar)).body, "welcome, Jürgen\nvisits=1");
+    assert_eq!(get(addr, "/", Some(&jar)).body, "visits=2", "once");
+}
+
+/// The stored session's own lifetime (`_ss_lifetime`), in seconds.
+fn stored_lifetime(manager: &SessionManager<MemoryStore>, cookie: &str) -> Option<u64> {
+    let bytes = manager.store().load(&key(cookie)).unwrap()?;
+    let data = MsgPack.decode(&bytes).unwrap();
+    data.get("_ss_lifetime").and_then(|v| v.as_u64())
+}
+
+#[test]
+fn remember_me_keeps_a_30_day_cookie_and_a_plain_login_a_browser_session_one() {
+    let (addr, manager) = start(MemoryStore::new(), None);
+    let remembered = get(addr, "/login?user=ada&remember=1", None);
+    assert_eq!(remembered.body, "user=ada");
+    let expires = expires_of(remembered.set_cookie().unwrap()).expect("a lasting cookie");
+    let ahead = expires.duration_since(SystemTime::now()).unwrap();
+    let thirty_days = demo::REMEMBERED.as_secs();
+    assert!(ahead.as_secs().abs_diff(thirty_days) < 5, "{ahead:?}");
+    let jar = remembered.cookie();
+    assert_eq!(stored_lifetime(&manager, &jar), Some(thirty_days));
+    let refreshed = get(addr, "/whoami", Some(&jar));
+    assert!(expires_of(refreshed.set_cookie().unwrap()).is_some());
+
+    let plain = get(addr, "/login?user=bob", None);
+    let set_cookie = plain.set_cookie().unwrap();
+    assert_eq!(
+        expires_of(set_cookie),
+        None,
+        "a browser-session cookie: {set_cookie}"
+    );
+    let jar = plain.cookie();
+    assert_eq!(
+        stored_lifetime(&manager, &jar),
+        Some(demo::SIGNED_IN.as_secs())
+    );
+    assert_eq!(get(addr, "/whoami", Some(&jar)).body, "user=bob");
 }
 
 #[test]
@@ -401,6 +451,8 @@ fn a_store_that_cannot_start_fails_the_start_with_its_cause() {
     );
     let unknown = demo::parse_args(["--nope".to_owned()].into_iter());
     assert!(unknown.is_err_and(|e| e.contains("--nope") && e.contains("/health")));
+    let absolute = ["--absolute", "soon"].map(String::from).into_iter();
+    assert!(demo::parse_args(absolute).is_err_and(|e| e.starts_with("--absolute: ")));
 }
 
 /// `--store sqlite://` (no path) fails at start-up instead of giving every pooled connection

@@ -33,6 +33,8 @@ use server_session::{Config, Session, SessionManager};
 mod backends;
 #[path = "interop/driver.rs"]
 mod driver;
+#[path = "interop/lifecycle.rs"]
+mod lifecycle;
 
 use backends::*;
 use driver::{call, pickle_lines_here, python, python_available};
@@ -108,12 +110,7 @@ fn run<S: Store, C: Format>(
         app: app.clone(),
         cleanup: backend.cleanup,
     };
-    let config = Config::builder()
-        .cookie_name(COOKIE)
-        .key_prefix(ns.prefix.as_str())
-        .lifetime(Duration::from_secs(LIFETIME_SECS))
-        .use_signer(signer)
-        .secret_key(SECRET)
+    let config = rust_config(&ns.prefix, signer)
         .build()
         .expect("valid config");
     let ctx = Ctx {
@@ -130,6 +127,19 @@ fn run<S: Store, C: Format>(
     regenerate_in_one_app_invalidates_the_old_id_in_the_other(&ctx);
     legacy_pickle_is_a_fresh_session_and_stays_for_python_to_upgrade(&ctx);
     a_python_write_during_a_rust_request_survives_its_commit(&ctx);
+    lifecycle::absolute_lifetime_is_shared_with_python(&ctx);
+    lifecycle::a_session_lifetime_survives_python_writes(&ctx);
+    lifecycle::flashes_cross_between_flask_and_rust(&ctx);
+}
+
+/// The Rust app's settings matching the Flask app's (see [`run`]).
+fn rust_config(prefix: &str, signer: bool) -> server_session::ConfigBuilder {
+    Config::builder()
+        .cookie_name(COOKIE)
+        .key_prefix(prefix)
+        .lifetime(Duration::from_secs(LIFETIME_SECS))
+        .use_signer(signer)
+        .secret_key(SECRET)
 }
 
 struct Ctx<S: Store, C: Format> {
@@ -211,6 +221,8 @@ struct PyAnswer {
     /// What Flask-Session would store for the session as it was loaded (its own re-encoding).
     loaded_encoded: Vec<u8>,
     cookie: Cookie,
+    /// After a `take_flashes` action: Flask's `get_flashed_messages(with_categories=True)`.
+    flashes: Json,
 }
 
 fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -255,6 +267,7 @@ impl<S: Store, C: Format> Ctx<S, C> {
             items,
             loaded_encoded: hex(answer["loaded_encoded"].as_str().expect("hex")),
             cookie: Cookie::parse(headers.first().and_then(Json::as_str)),
+            flashes: answer["flashes"].clone(),
         }
     }
 

@@ -4,7 +4,7 @@ mod common;
 
 use std::time::{Duration, SystemTime};
 
-use common::{cookie_pair, cookie_value, CountingStore};
+use common::{cookie_pair, cookie_value, httpdate_parse, CountingStore};
 use server_session::codec::{Codec, MsgPack, Value};
 use server_session::store::{MemoryStore, NullStore, Store};
 use server_session::{Config, Error, SessionManager};
@@ -76,31 +76,6 @@ fn cookie_expires_about_one_lifetime_ahead() {
         .duration_since(expires)
         .unwrap_or_else(|e| e.duration());
     assert!(diff < Duration::from_secs(5), "{set_cookie}");
-}
-
-fn httpdate_parse(text: &str) -> SystemTime {
-    // "Thu, 01 Jan 2027 00:00:00 GMT" -> SystemTime, enough for the test.
-    let parts: Vec<&str> = text.split([' ', ':']).collect();
-    let months = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let day: i64 = parts[1].parse().unwrap();
-    let month = months.iter().position(|m| *m == parts[2]).unwrap() as i64 + 1;
-    let year: i64 = parts[3].parse().unwrap();
-    let (h, mi, se): (i64, i64, i64) = (
-        parts[4].parse().unwrap(),
-        parts[5].parse().unwrap(),
-        parts[6].parse().unwrap(),
-    );
-    // days from civil (Howard Hinnant's algorithm)
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    SystemTime::UNIX_EPOCH + Duration::from_secs((days * 86_400 + h * 3600 + mi * 60 + se) as u64)
 }
 
 #[test]

@@ -10,7 +10,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use server_session::store::conformance::{self, service_unavailable, Guarded};
 use server_session::store::{CleanupEvery, ConnectionSettings, PostgresStore, Store, Sweep};
-use server_session::{conformance_tests, sweep_conformance_tests, Error, ErrorKind};
+use server_session::{
+    conformance_tests, sweep_conformance_tests, user_index_conformance_tests, Error, ErrorKind,
+};
 
 const URL_ENV: &str = "SERVER_SESSION_POSTGRES_URL";
 
@@ -44,6 +46,14 @@ impl Drop for DropOnExit {
     }
 }
 
+/// What to drop after a test on `table`: it and the user index table beside it.
+fn table_drops(table: &str) -> Vec<String> {
+    vec![
+        format!("TABLE IF EXISTS \"{table}\""),
+        format!("TABLE IF EXISTS \"{table}_users\""),
+    ]
+}
+
 /// A unique, valid identifier derived from the test's name: `t_<test>_<8 hex digits>`.
 fn unique_name(prefix: &str) -> String {
     let thread = std::thread::current();
@@ -65,12 +75,13 @@ fn fresh() -> Option<FreshStore> {
         .table(&table)
         .build()
         .unwrap();
-    let drops = vec![format!("TABLE IF EXISTS \"{table}\"")];
+    let drops = table_drops(&table);
     Some(guarded(store, url, drops))
 }
 
 conformance_tests!(fresh());
 sweep_conformance_tests!(fresh());
+user_index_conformance_tests!(fresh());
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -205,7 +216,7 @@ fn reads_rows_written_in_flask_sessions_layout() {
             .table(&table)
             .build()
             .unwrap();
-        let fresh = guarded(store, url, vec![format!("TABLE \"{table}\"")]);
+        let fresh = guarded(store, url, table_drops(&table));
         let payload = b"\x81\xaa_permanent\xc3".to_vec();
         assert_eq!(fresh.load("session:live").unwrap(), Some(payload));
         assert_eq!(fresh.load("session:old").unwrap(), None);
@@ -380,7 +391,7 @@ fn a_server_that_stops_answering_fails_within_the_io_timeout() {
                 .statement_timeout(None)
                 .build()
                 .unwrap();
-            let fresh = guarded(store, url, vec![format!("TABLE \"{table}\"")]);
+            let fresh = guarded(store, url, table_drops(&table));
             let start = Instant::now();
             let mut conn = fresh.store.pool().get().unwrap();
             let err = conn.batch_execute("SELECT pg_sleep(5)").unwrap_err();
@@ -505,7 +516,7 @@ fn dropped_connections_are_retried() {
             })
             .build()
             .unwrap();
-        let fresh = guarded(store, url.clone(), vec![format!("TABLE \"{table}\"")]);
+        let fresh = guarded(store, url.clone(), table_drops(&table));
         assert!(fresh.create("k", b"v", in_secs(60)).unwrap());
         let mut admin = postgres::Client::connect(&url, postgres::NoTls).unwrap();
         let killed = admin
@@ -538,7 +549,7 @@ fn statements_are_prepared_once_per_connection() {
             })
             .build()
             .unwrap();
-        let fresh = guarded(store, url, vec![format!("TABLE \"{table}\"")]);
+        let fresh = guarded(store, url, table_drops(&table));
         let prepared = || -> i64 {
             let mut conn = fresh.store.pool().get().unwrap();
             let sql = "SELECT count(*) FROM pg_prepared_statements";
@@ -593,7 +604,7 @@ fn expiry_index_can_be_left_out() {
             .expiry_index(false)
             .build()
             .unwrap();
-        let fresh = guarded(store, url, vec![format!("TABLE \"{table}\"")]);
+        let fresh = guarded(store, url, table_drops(&table));
         let mut client = postgres::Client::connect(&fresh.guard.url, postgres::NoTls).unwrap();
         assert_eq!(
             index_definitions(&mut client, &table).len(),

@@ -7,7 +7,9 @@ use std::time::{Duration, Instant, SystemTime};
 use rusqlite::{params, Connection};
 use server_session::store::conformance::{self, Guarded};
 use server_session::store::{CleanupEvery, ConnectionSettings, SqliteStore, Store, Sweep};
-use server_session::{conformance_tests, sweep_conformance_tests, Error, ErrorKind};
+use server_session::{
+    conformance_tests, sweep_conformance_tests, user_index_conformance_tests, Error, ErrorKind,
+};
 use tempfile::TempDir;
 
 /// A SqliteStore on a fresh database file, in a table named after the running test.
@@ -42,6 +44,7 @@ fn db_path(dir: &TempDir) -> std::path::PathBuf {
 
 conformance_tests!(Some(fresh()));
 sweep_conformance_tests!(Some(fresh()));
+user_index_conformance_tests!(Some(fresh()));
 
 // ---------------------------------------------------------------------------------------------
 // Helpers

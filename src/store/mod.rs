@@ -294,17 +294,25 @@ forward_store!(
     &S
 );
 
-impl<S: UserIndex + ?Sized> UserIndex for std::sync::Arc<S> {
-    fn link_user(&self, user: &str, key: &str, until: SystemTime) -> Result<()> {
-        (**self).link_user(user, key, until)
-    }
-    fn user_keys(&self, user: &str) -> Result<Vec<String>> {
-        (**self).user_keys(user)
-    }
-    fn unlink_user(&self, user: &str, keys: &[String]) -> Result<()> {
-        (**self).unlink_user(user, keys)
-    }
+/// Implements [`UserIndex`] for a pointer to an index by forwarding every call.
+macro_rules! forward_user_index {
+    ($pointer:ty) => {
+        impl<S: UserIndex + ?Sized> UserIndex for $pointer {
+            fn link_user(&self, user: &str, key: &str, until: SystemTime) -> Result<()> {
+                (**self).link_user(user, key, until)
+            }
+            fn user_keys(&self, user: &str) -> Result<Vec<String>> {
+                (**self).user_keys(user)
+            }
+            fn unlink_user(&self, user: &str, keys: &[String]) -> Result<()> {
+                (**self).unlink_user(user, keys)
+            }
+        }
+    };
 }
+
+forward_user_index!(std::sync::Arc<S>);
+forward_user_index!(&S);
 
 impl<S: Sweep + ?Sized> Sweep for std::sync::Arc<S> {
     fn sweep(&self, limit: usize) -> Result<usize> {

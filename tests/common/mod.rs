@@ -180,3 +180,36 @@ pub fn free_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.local_addr().unwrap().port()
 }
+
+/// An HTTP date (`Thu, 01 Jan 2027 00:00:00 GMT`) as a `SystemTime`, enough for the tests.
+pub fn httpdate_parse(text: &str) -> SystemTime {
+    let parts: Vec<&str> = text.split([' ', ':']).collect();
+    let months = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let day: i64 = parts[1].parse().unwrap();
+    let month = months.iter().position(|m| *m == parts[2]).unwrap() as i64 + 1;
+    let year: i64 = parts[3].parse().unwrap();
+    let (h, mi, se): (i64, i64, i64) = (
+        parts[4].parse().unwrap(),
+        parts[5].parse().unwrap(),
+        parts[6].parse().unwrap(),
+    );
+    // days from civil (Howard Hinnant's algorithm)
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    SystemTime::UNIX_EPOCH + Duration::from_secs((days * 86_400 + h * 3600 + mi * 60 + se) as u64)
+}
+
+/// The `Expires` attribute of a `Set-Cookie` value, if it has one.
+pub fn expires_of(set_cookie: &str) -> Option<SystemTime> {
+    let expires = set_cookie
+        .split("; ")
+        .find_map(|a| a.strip_prefix("Expires="))?;
+    Some(httpdate_parse(expires))
+}

@@ -104,7 +104,8 @@ pub(crate) fn postgres_backend(
     });
     let table = ns.table.clone();
     let cleanup = move || {
-        let drop_table = format!("DROP TABLE IF EXISTS \"{table}\"");
+        let drop_table =
+            format!("DROP TABLE IF EXISTS \"{table}\"; DROP TABLE IF EXISTS \"{table}_users\"");
         let dropped = ::postgres::Client::connect(&url, ::postgres::NoTls)
             .and_then(|mut client| client.batch_execute(&drop_table));
         if let Err(e) = dropped {

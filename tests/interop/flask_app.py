@@ -12,7 +12,8 @@ Requests (`op`):
                             null), `actions` a list applied to `flask.session` in order. Answers
                             the session as Python sees it after the actions ([key, repr(value)]
                             pairs, in order), the bytes Flask-Session would store for the
-                            session as it was loaded, and the response's Set-Cookie headers
+                            session as it was loaded, the response's Set-Cookie headers and,
+                            after a `take_flashes` action, the flashed messages it took
   put_pickle app data    -> writes `data` the way Flask-Session 0.6 and older did (pickle),
                             through the backend's own write path; answers the cookie
   matrix                 -> [key, repr(value)] for every entry of VALUE_MATRIX, in order
@@ -128,16 +129,19 @@ def act():
     """The one route: loads the session, applies the actions, describes the result."""
     interface = flask.current_app.session_interface
     loaded = interface.serializer.encode(session).hex()
+    answer = {}
     for action in request.get_json()["actions"]:
-        apply(interface, action)
-    return {
-        "sid": session.sid,
-        "items": [[key, repr(value)] for key, value in session.items()],
-        "loaded_encoded": loaded,
-    }
+        answer.update(apply(interface, action) or {})
+    answer.update(
+        sid=session.sid,
+        items=[[key, repr(value)] for key, value in session.items()],
+        loaded_encoded=loaded,
+    )
+    return answer
 
 
 def apply(interface, action):
+    """Applies one action to the session; returns what it adds to the answer, if anything."""
     name, args = action[0], action[1:]
     if name == "set":
         session[args[0]] = args[1]
@@ -149,6 +153,11 @@ def apply(interface, action):
         session.clear()
     elif name == "regenerate":
         interface.regenerate(session)
+    elif name == "flash":
+        flask.flash(args[1], args[0])
+    elif name == "take_flashes":
+        flashes = flask.get_flashed_messages(with_categories=True)
+        return {"flashes": [list(pair) for pair in flashes]}
     else:
         raise ValueError(f"unknown action {name!r}")
 

@@ -25,6 +25,7 @@ use super::{Store, Sweep};
 mod concurrency;
 mod contract;
 mod faults;
+mod lifecycle;
 mod merge;
 mod size;
 mod sweep;
@@ -34,6 +35,7 @@ use crate::Result;
 pub use concurrency::*;
 pub use contract::*;
 pub use faults::*;
+pub use lifecycle::*;
 pub use merge::*;
 pub use size::*;
 pub use sweep::*;
@@ -295,6 +297,11 @@ macro_rules! conformance_tests {
             destroy_racing_merges_never_resurrects,
             oversized_commit_writes_nothing,
             oversized_stored_session_is_read,
+            absolute_lifetime_ends_an_old_session,
+            absolute_lifetime_is_not_extended_by_activity,
+            regenerate_keeps_the_creation_time,
+            session_lifetime_sets_the_store_expiry,
+            flashes_reach_the_next_request_once,
         );
     };
 }
@@ -332,6 +339,7 @@ macro_rules! user_index_conformance_tests {
             user_index_records_and_forgets,
             user_index_records_lapse,
             user_index_keeps_concurrent_links,
+            destroy_user_sessions_ends_only_that_users,
         );
     };
 }

@@ -4,6 +4,7 @@ use std::sync::Barrier;
 
 use super::*;
 use crate::store::UserIndex;
+use crate::SessionManager;
 
 /// The sorted keys `store` records for `user`.
 fn keys_of<S: UserIndex>(store: &S, user: &str) -> Vec<String> {
@@ -95,4 +96,64 @@ pub fn user_index_keeps_concurrent_links<S: UserIndex>(store: &S, prefix: &str) 
         kept,
         "a concurrent link or unlink lost a record"
     );
+}
+
+/// Logs `user` in on a new session holding `n = 1`; its `Cookie` header pair.
+fn log_in<S: UserIndex>(manager: &SessionManager<&S>, user: &str) -> String {
+    let mut session = manager.open(None);
+    ok(session.set_user(user), "set_user");
+    ok(session.insert("n", &1u32), "insert");
+    let commit = ok(session.commit(), "commit");
+    let set_cookie = commit.set_cookie().expect("a new session sends a cookie");
+    set_cookie.split(';').next().unwrap_or_default().to_owned()
+}
+
+/// The user and `n` of the session `cookie` names, and whether it is still that session.
+fn whose<S: UserIndex>(manager: &SessionManager<&S>, cookie: &str) -> (Option<String>, bool) {
+    let mut session = manager.open(Some(cookie));
+    let user = ok(session.user(), "user");
+    let n = ok(session.get::<u32>("n"), "get");
+    (user, n == Some(1) && session.id().is_some())
+}
+
+/// Three sessions of one user and one of another: `destroy_user_sessions` ends exactly the
+/// user's three (their cookies give fresh sessions) and returns 3; a session tied to the user
+/// once but to someone else since is not the user's.
+pub fn destroy_user_sessions_ends_only_that_users<S: UserIndex>(store: &S, prefix: &str) {
+    let manager = merge_manager(store, prefix);
+    let ada: Vec<String> = (0..3).map(|_| log_in(&manager, "ada")).collect();
+    let bob = log_in(&manager, "bob");
+    let switched = log_in(&manager, "ada");
+    let mut session = manager.open(Some(&switched));
+    ok(session.set_user("carol"), "set_user");
+    ok(session.commit(), "commit");
+
+    let destroyed = ok(
+        manager.destroy_user_sessions("ada"),
+        "destroy_user_sessions",
+    );
+    assert_eq!(
+        destroyed, 3,
+        "ada's three sessions, not the one now carol's"
+    );
+    for cookie in &ada {
+        assert_eq!(
+            whose(&manager, cookie),
+            (None, false),
+            "ada's session is gone"
+        );
+    }
+    assert_eq!(
+        whose(&manager, &bob),
+        (Some("bob".into()), true),
+        "bob's is intact"
+    );
+    let carol = whose(&manager, &switched);
+    assert_eq!(carol, (Some("carol".into()), true), "carol's is intact");
+    let again = ok(
+        manager.destroy_user_sessions("ada"),
+        "destroy_user_sessions",
+    );
+    assert_eq!(again, 0, "nothing is left to destroy");
+    assert_eq!(ok(manager.destroy_user_sessions("carol"), "destroy"), 1);
 }

@@ -3,6 +3,7 @@
 use r2d2::{ManageConnection, Pool};
 
 use super::dialect::DialectImpl;
+use super::statements::{Statements, UserStatements};
 use super::{set_up, Dialect, SqlStore};
 use crate::store::builder::setters;
 use crate::store::ConnectionSettings;
@@ -193,9 +194,11 @@ impl<D: Dialect> SqlStoreBuilder<D> {
         let names = D::names(&self.table, &self.options)?;
         self.settings.validate(D::LABEL)?;
         D::validate(&self.options, &self.settings)?;
-        let statements = D::statements(&names);
+        let id = D::id_value(&names);
+        let statements = Statements::new(&names.qualified, id.as_deref(), D::placeholder);
+        let users = UserStatements::new(&names, D::placeholder);
         let create = self.create_table.then_some(self.expiry_index);
-        let check = |conn: &mut _| set_up::<D>(conn, &names, &statements, create);
+        let check = |conn: &mut _| set_up::<D>(conn, &names, &statements, &users, create);
         let (pool, target) = match self.source {
             Source::Unset => {
                 return Err(Error::Config(format!(
@@ -227,6 +230,7 @@ impl<D: Dialect> SqlStoreBuilder<D> {
             pool,
             names,
             statements,
+            users,
             target,
             dialect: D::new(),
         })

@@ -16,7 +16,7 @@ use std::time::{Duration, SystemTime};
 
 use r2d2::{Pool, PooledConnection};
 
-use super::{Replaced, Store, Sweep};
+use super::{Replaced, Store, Sweep, UserIndex};
 use crate::{Error, ErrorKind, Result, StoreError};
 
 mod builder;
@@ -33,7 +33,7 @@ pub use postgres::{
 };
 #[cfg(feature = "sqlite")]
 pub use sqlite::{Sqlite, SqliteStore, SqliteStoreBuilder};
-use statements::{Names, Statements};
+use statements::{Names, Statements, UserStatements};
 
 /// A database [`SqlStore`] can keep sessions in: [`Sqlite`] or [`Postgres`]. Sealed: the
 /// crate's own dialects are the only ones (a new database is one file in this crate).
@@ -53,7 +53,7 @@ pub enum Arg<'a> {
 }
 
 pub(crate) mod dialect {
-    use super::{Arg, Names, Statements};
+    use super::{Arg, Names};
     use crate::store::ConnectionSettings;
     use crate::{Error, Result};
     use r2d2::ManageConnection;
@@ -74,10 +74,15 @@ pub(crate) mod dialect {
         /// The store's type name in configuration errors: `SqliteStore`, `PostgresStore`.
         const LABEL: &'static str;
 
+        /// The dialect's naive UTC timestamp column type.
+        const TIMESTAMP: &'static str;
+
         /// The validated table names, from the table and the dialect's options.
         fn names(table: &str, options: &Self::Options) -> Result<Names>;
-        /// The store's statements for `names`, in the dialect's placeholder style.
-        fn statements(names: &Names) -> Statements;
+        /// The placeholder of the 1-based parameter `n`: `?1`, `$1`.
+        fn placeholder(n: usize) -> String;
+        /// The value expression of a new row's `id`, when the database does not assign it.
+        fn id_value(names: &Names) -> Option<String>;
         /// Checks the dialect's own options against `settings`.
         fn validate(options: &Self::Options, settings: &ConnectionSettings) -> Result<()>;
         /// The manager opening connections to `target`, and the target's name for messages.
@@ -95,6 +100,9 @@ pub(crate) mod dialect {
         /// Creates the table (and the expiry index when `index`); losing a creation race to
         /// another process is success.
         fn create_table(conn: &mut Conn<Self>, names: &Names, index: bool) -> Result<()>;
+        /// Runs `ddl`, statements that create what does not exist yet; losing a creation
+        /// race to another process is success.
+        fn create_missing(conn: &mut Conn<Self>, ddl: &str) -> Result<()>;
         /// Prepares `sql` on `conn` (cached for later calls).
         fn prepare(conn: &mut Conn<Self>, sql: &str) -> Result<()>;
         /// Executes `sql` with `args`; the number of rows it changed.
@@ -106,6 +114,8 @@ pub(crate) mod dialect {
             sql: &str,
             args: &[Arg],
         ) -> Result<Option<Option<Vec<u8>>>>;
+        /// The first column, text, of every row `sql` returns for `args`.
+        fn query_texts(conn: &mut Conn<Self>, sql: &str, args: &[Arg]) -> Result<Vec<String>>;
         /// Whether `error` is worth a retry on a fresh connection.
         fn is_transient(error: &Error) -> bool;
         /// Runs after each successful write on the connection that made it.
@@ -133,6 +143,7 @@ pub struct SqlStore<D: Dialect> {
     pool: Pool<D::Manager>,
     names: Names,
     statements: Statements,
+    users: UserStatements,
     /// The database (file or `host:port`), for error messages; unknown for a given pool.
     target: Option<Arc<str>>,
     dialect: D,
@@ -237,30 +248,36 @@ fn no_connection<D: Dialect>(e: r2d2::Error) -> Error {
     Error::Store(StoreError::new(D::NAME, ErrorKind::Unavailable, e))
 }
 
-/// Makes sure the table exists: creates it (with the expiry index when `create` is
-/// `Some(true)`) unless creating is off (`None`), then prepares every statement.
+/// Makes sure the session table and its user index table exist: creates them (the session
+/// table with the expiry index when `create` is `Some(true)`) unless creating is off (`None`),
+/// then prepares every statement, which fails on a missing table or column.
 fn set_up<D: Dialect>(
     conn: &mut Conn<D>,
     names: &Names,
     statements: &Statements,
+    users: &UserStatements,
     create: Option<bool>,
 ) -> Result<()> {
-    if !D::table_exists(conn, names)? {
-        let Some(index) = create else {
-            return Err(Error::Config(format!(
-                "the session table {} does not exist and create_table is off",
-                names.qualified
-            )));
-        };
-        D::create_table(conn, names, index)?;
+    if let Some(index) = create {
+        if !D::table_exists(conn, names)? {
+            D::create_table(conn, names, index)?;
+        }
+        D::create_missing(conn, &names.users_ddl(D::TIMESTAMP))?;
+    } else if !D::table_exists(conn, names)? {
+        return Err(Error::Config(format!(
+            "the session table {} does not exist and create_table is off",
+            names.qualified
+        )));
     }
-    statements
-        .all()
-        .into_iter()
-        .try_for_each(|sql| D::prepare(conn, sql))
+    let all = statements.all().into_iter().chain(users.all());
+    all.into_iter().try_for_each(|sql| D::prepare(conn, sql))
 }
 
 impl<D: Dialect> Store for SqlStore<D> {
+    fn user_index(&self) -> Option<&dyn UserIndex> {
+        Some(self)
+    }
+
     fn load(&self, key: &str) -> Result<Option<Vec<u8>>> {
         let now = SystemTime::now();
         self.data_row(
@@ -350,6 +367,33 @@ impl<D: Dialect> Sweep for SqlStore<D> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let args = [Arg::Time(SystemTime::now()), Arg::Int(limit)];
         let removed = self.run(true, |conn| D::execute(conn, &self.statements.sweep, &args))?;
+        self.run(true, |conn| D::execute(conn, &self.users.sweep, &args))?;
         Ok(usize::try_from(removed).unwrap_or(usize::MAX))
+    }
+}
+
+/// The records live in `<table>_users` (see [`SqlStoreBuilder::build`]); lapsed ones go with
+/// [`Sweep::sweep`], up to its limit per call, besides the sessions it counts.
+impl<D: Dialect> UserIndex for SqlStore<D> {
+    fn link_user(&self, user: &str, key: &str, until: SystemTime) -> Result<()> {
+        statements::check_key(user)?;
+        statements::check_key(key)?;
+        let args = [Arg::Key(user), Arg::Key(key), Arg::Time(until)];
+        self.run(true, |conn| D::execute(conn, &self.users.link, &args))
+            .map(drop)
+    }
+
+    fn user_keys(&self, user: &str) -> Result<Vec<String>> {
+        let args = [Arg::Key(user), Arg::Time(SystemTime::now())];
+        self.run(false, |conn| D::query_texts(conn, &self.users.keys, &args))
+    }
+
+    fn unlink_user(&self, user: &str, keys: &[String]) -> Result<()> {
+        self.run(true, |conn| {
+            keys.iter().try_for_each(|key| {
+                let args = [Arg::Key(user), Arg::Key(key)];
+                D::execute(conn, &self.users.unlink, &args).map(drop)
+            })
+        })
     }
 }

@@ -21,7 +21,7 @@ use postgres::types::ToSql;
 use postgres::NoTls;
 
 use super::dialect::DialectImpl;
-use super::statements::{quote, Names, Statements};
+use super::statements::{quote, Names};
 use super::{builder::Source, Arg, Dialect, SqlStore, SqlStoreBuilder};
 use crate::store::redact::{redact, SecretUrl};
 use crate::store::ConnectionSettings;
@@ -254,18 +254,20 @@ impl<T: PostgresTls> DialectImpl for Postgres<T> {
     type Options = PostgresOptions<T>;
     const NAME: &'static str = STORE;
     const LABEL: &'static str = "PostgresStore";
+    const TIMESTAMP: &'static str = "TIMESTAMP WITHOUT TIME ZONE";
 
     fn names(table: &str, options: &PostgresOptions<T>) -> Result<Names> {
         let (schema, sequence) = (options.schema.as_deref(), options.sequence.as_deref());
         Names::validated(table, schema, sequence)
     }
 
-    fn statements(names: &Names) -> Statements {
-        let nextval = names
-            .sequence
-            .as_deref()
-            .map(|s| format!("nextval('{}')", quote(s)));
-        Statements::new(&names.qualified, nextval.as_deref(), |n| format!("${n}"))
+    fn placeholder(n: usize) -> String {
+        format!("${n}")
+    }
+
+    fn id_value(names: &Names) -> Option<String> {
+        let sequence = names.sequence.as_deref()?;
+        Some(format!("nextval('{}')", quote(sequence)))
     }
 
     fn validate(options: &PostgresOptions<T>, _: &ConnectionSettings) -> Result<()> {
@@ -322,6 +324,13 @@ impl<T: PostgresTls> DialectImpl for Postgres<T> {
         }
     }
 
+    fn create_missing(conn: &mut PostgresConnection, ddl: &str) -> Result<()> {
+        match conn.batch_execute(ddl) {
+            Err(e) if is_duplicate(&e) => Ok(()),
+            other => other,
+        }
+    }
+
     fn prepare(conn: &mut PostgresConnection, sql: &str) -> Result<()> {
         conn.prepared(sql).map(drop)
     }
@@ -339,6 +348,11 @@ impl<T: PostgresTls> DialectImpl for Postgres<T> {
             Some(row) => Ok(Some(row.try_get(0)?)),
             None => Ok(None),
         }
+    }
+
+    fn query_texts(conn: &mut PostgresConnection, sql: &str, args: &[Arg]) -> Result<Vec<String>> {
+        let rows = conn.query(sql, &bind(args))?;
+        rows.iter().map(|row| Ok(row.try_get(0)?)).collect()
     }
 
     /// A dropped connection, a connection-class SQLSTATE (08xxx), a server shutting down or

@@ -26,7 +26,7 @@ use rusqlite::types::{ToSqlOutput, Value, ValueRef};
 use rusqlite::{params, Connection, ErrorCode, OptionalExtension, TransactionBehavior};
 
 use super::dialect::DialectImpl;
-use super::statements::{Names, Statements};
+use super::statements::Names;
 use super::{Arg, Dialect, SqlStore, SqlStoreBuilder};
 use crate::civil::civil_from_days;
 use crate::store::ConnectionSettings;
@@ -166,13 +166,18 @@ impl DialectImpl for Sqlite {
     type Options = ();
     const NAME: &'static str = "sqlite";
     const LABEL: &'static str = "SqliteStore";
+    const TIMESTAMP: &'static str = "DATETIME";
 
     fn names(table: &str, _: &()) -> Result<Names> {
         Names::validated(table, None, None)
     }
 
-    fn statements(names: &Names) -> Statements {
-        Statements::new(&names.qualified, None, |n| format!("?{n}"))
+    fn placeholder(n: usize) -> String {
+        format!("?{n}")
+    }
+
+    fn id_value(_: &Names) -> Option<String> {
+        None
     }
 
     fn validate(_: &(), _: &ConnectionSettings) -> Result<()> {
@@ -212,6 +217,10 @@ impl DialectImpl for Sqlite {
         Ok(tx.commit()?)
     }
 
+    fn create_missing(conn: &mut Connection, ddl: &str) -> Result<()> {
+        Ok(conn.execute_batch(ddl)?)
+    }
+
     fn prepare(conn: &mut Connection, sql: &str) -> Result<()> {
         conn.prepare_cached(sql)?;
         Ok(())
@@ -232,6 +241,12 @@ impl DialectImpl for Sqlite {
         let mut statement = conn.prepare_cached(sql)?;
         let row = statement.query_row(rusqlite::params_from_iter(args), |row| row.get(0));
         Ok(row.optional()?)
+    }
+
+    fn query_texts(conn: &mut Connection, sql: &str, args: &[Arg]) -> Result<Vec<String>> {
+        let mut statement = conn.prepare_cached(sql)?;
+        let rows = statement.query_map(rusqlite::params_from_iter(args), |row| row.get(0))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
     /// SQLite never answers "try again": a busy database already waited its busy timeout.

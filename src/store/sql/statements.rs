@@ -160,6 +160,8 @@ pub struct Names {
     pub(crate) sequence: Option<String>,
     /// `"schema"."table"` or `"table"`.
     pub(crate) qualified: String,
+    /// The user index table beside it: `"schema"."table_users"` or `"table_users"`.
+    pub(crate) users: String,
 }
 
 impl Names {
@@ -172,21 +174,89 @@ impl Names {
         validate_identifier("table", table)?;
         schema.map_or(Ok(()), |s| validate_identifier("schema", s))?;
         sequence.map_or(Ok(()), |s| validate_identifier("sequence", s))?;
-        let qualified = match schema {
-            Some(schema) => format!("{}.{}", quote(schema), quote(table)),
-            None => quote(table),
+        let qualify = |name: &str| match schema {
+            Some(schema) => format!("{}.{}", quote(schema), quote(name)),
+            None => quote(name),
         };
         Ok(Self {
             table: table.to_owned(),
             schema: schema.map(str::to_owned),
             sequence: sequence.map(str::to_owned),
-            qualified,
+            qualified: qualify(table),
+            users: qualify(&format!("{table}_users")),
         })
     }
 
     /// The name of the expiry index created with the table: `"<table>_expiry_idx"`, quoted.
     pub(crate) fn expiry_index(&self) -> String {
         quote(&format!("{}_expiry_idx", self.table))
+    }
+
+    /// The DDL of the user index table (see [`UserStatements`]), with `timestamp` the
+    /// dialect's naive timestamp type; it creates nothing that exists.
+    pub(crate) fn users_ddl(&self, timestamp: &str) -> String {
+        let (users, index) = (
+            &self.users,
+            quote(&format!("{}_users_expiry_idx", self.table)),
+        );
+        format!(
+            "CREATE TABLE IF NOT EXISTS {users} (\n\tuser_name VARCHAR(255) NOT NULL, \
+             \n\tsession_id VARCHAR(255) NOT NULL, \n\texpiry {timestamp} NOT NULL, \
+             \n\tPRIMARY KEY (user_name, session_id)\n);\n\
+             CREATE INDEX IF NOT EXISTS {index} ON {users} (expiry);"
+        )
+    }
+}
+
+/// The statements of the user index ([`UserIndex`](crate::store::UserIndex)): a table
+/// `<table>_users(user_name, session_id, expiry)` beside the session table, keyed by
+/// (user, session); Flask-Session never reads it.
+#[derive(Debug, Clone)]
+pub struct UserStatements {
+    /// `(user, key, until)`: records or moves a record.
+    pub(crate) link: String,
+    /// `(user, now) -> session_id` of every record not lapsed.
+    pub(crate) keys: String,
+    /// `(user, key)`
+    pub(crate) unlink: String,
+    /// `(now, limit)`: removes up to `limit` lapsed records.
+    pub(crate) sweep: String,
+}
+
+impl UserStatements {
+    /// Every statement, to prepare them all when the store is built.
+    pub(crate) fn all(&self) -> [&str; 4] {
+        [&self.link, &self.keys, &self.unlink, &self.sweep]
+    }
+
+    /// The statements on `names.users`, `p` making placeholders as in [`Statements::new`].
+    pub(crate) fn new(names: &Names, p: fn(usize) -> String) -> Self {
+        let users = &names.users;
+        Self {
+            link: format!(
+                "INSERT INTO {users} (user_name, session_id, expiry) VALUES ({}, {}, {}) \
+                 ON CONFLICT (user_name, session_id) DO UPDATE SET expiry = excluded.expiry",
+                p(1),
+                p(2),
+                p(3)
+            ),
+            keys: format!(
+                "SELECT session_id FROM {users} WHERE user_name = {} AND expiry > {}",
+                p(1),
+                p(2)
+            ),
+            unlink: format!(
+                "DELETE FROM {users} WHERE user_name = {} AND session_id = {}",
+                p(1),
+                p(2)
+            ),
+            sweep: format!(
+                "DELETE FROM {users} WHERE (user_name, session_id) IN (SELECT user_name, \
+                 session_id FROM {users} WHERE expiry <= {} LIMIT {})",
+                p(1),
+                p(2)
+            ),
+        }
     }
 }
 
