@@ -1,5 +1,7 @@
 //! Checks for stores that implement [`UserIndex`] ("log out everywhere").
 
+use std::sync::Barrier;
+
 use super::*;
 use crate::store::UserIndex;
 use crate::SessionManager;
@@ -57,6 +59,42 @@ pub fn user_index_records_lapse<S: UserIndex>(store: &S, prefix: &str) {
         keys_of(store, &user),
         [moved],
         "a record lapses at its until; the moved one lives on"
+    );
+}
+
+/// Many threads linking and unlinking keys of one user at once never lose a record: the user
+/// ends with exactly the keys that were linked and not unlinked.
+pub fn user_index_keeps_concurrent_links<S: UserIndex>(store: &S, prefix: &str) {
+    const THREADS: usize = 8;
+    const KEYS: usize = 10;
+    let user = format!("{prefix}user:ada");
+    let key = |thread: usize, k: usize| format!("{prefix}{thread}-{k}");
+    let barrier = Barrier::new(THREADS);
+    std::thread::scope(|scope| {
+        for thread in 0..THREADS {
+            let (user, barrier, key) = (&user, &barrier, &key);
+            scope.spawn(move || {
+                barrier.wait();
+                for k in 0..KEYS {
+                    ok(
+                        store.link_user(user, &key(thread, k), after(LONG)),
+                        "link_user",
+                    );
+                    if k % 2 == 1 {
+                        ok(store.unlink_user(user, &[key(thread, k)]), "unlink_user");
+                    }
+                }
+            });
+        }
+    });
+    let mut kept: Vec<String> = (0..THREADS)
+        .flat_map(|thread| (0..KEYS).step_by(2).map(move |k| key(thread, k)))
+        .collect();
+    kept.sort();
+    assert_eq!(
+        keys_of(store, &user),
+        kept,
+        "a concurrent link or unlink lost a record"
     );
 }
 
