@@ -785,6 +785,8 @@ macro_rules! user_tests {
 
 mod users_everywhere {
     use super::*;
+    user_tests!("redis", redis, redis_backend);
     user_tests!("sqlite", sqlite, sqlite_backend);
     user_tests!("postgres", postgres, postgres_backend);
+    user_tests!("mongodb", mongodb, mongodb_backend);
 }

@@ -16,7 +16,10 @@ fn keys_of<S: UserIndex>(store: &S, user: &str) -> Vec<String> {
 /// `link_user` records a key once however often it is linked, `user_keys` returns a user's
 /// keys and no one else's, and `unlink_user` forgets exactly the keys it is given.
 pub fn user_index_records_and_forgets<S: UserIndex>(store: &S, prefix: &str) {
-    let (ada, bob) = (format!("{prefix}user:ada"), format!("{prefix}user:bob"));
+    let (ada, bob) = (
+        format!("user-index:{prefix}ada"),
+        format!("user-index:{prefix}bob"),
+    );
     let [a, b, c] = ["a", "b", "c"].map(|k| format!("{prefix}{k}"));
     assert_eq!(keys_of(store, &ada), Vec::<String>::new(), "no records yet");
     for key in [&a, &b, &a] {
@@ -42,7 +45,7 @@ pub fn user_index_records_and_forgets<S: UserIndex>(store: &S, prefix: &str) {
 
 /// A record is never returned once its `until` has passed, and linking again moves `until`.
 pub fn user_index_records_lapse<S: UserIndex>(store: &S, prefix: &str) {
-    let user = format!("{prefix}user:ada");
+    let user = format!("user-index:{prefix}ada");
     let [past, short, moved] = ["past", "short", "moved"].map(|k| format!("{prefix}{k}"));
     let start = Instant::now();
     ok(store.link_user(&user, &past, ago(PAST)), "link_user");
@@ -67,7 +70,7 @@ pub fn user_index_records_lapse<S: UserIndex>(store: &S, prefix: &str) {
 pub fn user_index_keeps_concurrent_links<S: UserIndex>(store: &S, prefix: &str) {
     const THREADS: usize = 8;
     const KEYS: usize = 10;
-    let user = format!("{prefix}user:ada");
+    let user = format!("user-index:{prefix}ada");
     let key = |thread: usize, k: usize| format!("{prefix}{thread}-{k}");
     let barrier = Barrier::new(THREADS);
     std::thread::scope(|scope| {
