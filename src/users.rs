@@ -122,9 +122,11 @@ impl<S: UserIndex, C: Codec> SessionManager<S, C> {
 }
 
 impl<S: Store, C: Codec> SessionManager<S, C> {
-    /// The name of `user`'s records in the index: `<key prefix>user:<user>`.
+    /// The name of `user`'s records in the index: `user-index:<key prefix><user>`. It never
+    /// starts with the key prefix (unless that is empty), so no cookie value makes a Flask
+    /// app sharing the store read it as a session.
     fn user_index_name(&self, user: &str) -> String {
-        format!("{}user:{user}", self.config().key_prefix())
+        format!("user-index:{}{user}", self.config().key_prefix())
     }
 
     /// When the session has a user and its index record would lapse before `expires` (or has

@@ -10,8 +10,10 @@ use std::sync::Barrier;
 use std::time::{Duration, SystemTime};
 
 use server_session::store::conformance::{self, Guarded};
-use server_session::store::{FileStore, Store, Sweep};
-use server_session::{conformance_tests, sweep_conformance_tests, Error};
+use server_session::store::{FileStore, Store, Sweep, UserIndex};
+use server_session::{
+    conformance_tests, sweep_conformance_tests, user_index_conformance_tests, Error,
+};
 use tempfile::TempDir;
 
 /// A FileStore in a fresh temp directory that lives (and is removed) with the store.
@@ -29,6 +31,7 @@ fn fresh() -> FreshStore {
 
 conformance_tests!(Some(fresh()));
 sweep_conformance_tests!(Some(fresh()));
+user_index_conformance_tests!(Some(fresh()));
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -706,4 +709,139 @@ fn two_processes_merge_on_one_directory() {
     };
     let location = dir.path().to_str().unwrap();
     conformance::two_processes_merge("two_processes_merge_on_one_directory", location, open);
+}
+
+// ---------------------------------------------------------------------------------------------
+// User index
+// ---------------------------------------------------------------------------------------------
+
+fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+/// The documented index file of `user`: `users/` + lowercase hex SHA-256 of the user name.
+fn index_for(dir: &Path, user: &str) -> PathBuf {
+    file_for(&dir.join("users"), user)
+}
+
+fn store_in(dir: &Path, threshold: usize) -> FileStore {
+    let builder = FileStore::builder().directory(dir).threshold(threshold);
+    builder.build().unwrap()
+}
+
+/// An index file holds one `key<TAB>until-ms` line per record, sorted by key, in `users/`
+/// (mode 0700) with mode 0600 like a session file, and is never counted as a session.
+#[test]
+fn index_files_hold_documented_lines_with_mode_0600() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_in(dir.path(), 0);
+    let (soon, later) = (in_secs(60), in_secs(3600));
+    store
+        .link_user("session:user:ada", "session:b", later)
+        .unwrap();
+    store
+        .link_user("session:user:ada", "session:a", soon)
+        .unwrap();
+    let path = index_for(dir.path(), "session:user:ada");
+    let expected = format!(
+        "session:a\t{}\nsession:b\t{}\n",
+        unix_ms(soon),
+        unix_ms(later)
+    );
+    assert_eq!(fs::read_to_string(&path).unwrap(), expected);
+    assert_eq!(mode_of(&path), 0o600);
+    assert_eq!(mode_of(&dir.path().join("users")), 0o700);
+    assert_eq!(entry_count(dir.path()), 0, "the index is not a session");
+    store
+        .unlink_user(
+            "session:user:ada",
+            &["session:a".into(), "session:b".into()],
+        )
+        .unwrap();
+    assert!(
+        !path.exists(),
+        "an index file left without records is removed"
+    );
+}
+
+/// A sweep rewrites an index file holding lapsed records, removes one holding nothing else and
+/// the index's stale temp files, leaves a tidy one alone, and counts only sessions.
+#[test]
+fn sweep_tidies_the_user_index_and_counts_only_sessions() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_in(dir.path(), 0);
+    store.link_user("carol", "c", in_secs(60)).unwrap();
+    let until = unix_ms(in_secs(3600));
+    let [ada, bob, carol] = ["ada", "bob", "carol"].map(|u| index_for(dir.path(), u));
+    fs::write(&ada, "x\t1000\ny\t2000\n").unwrap();
+    fs::write(&bob, format!("a\t1000\nb\t{until}\nmalformed\n")).unwrap();
+    let tidy = fs::read(&carol).unwrap();
+    let stale = dir.path().join("users/.tmp-crashed");
+    fs::write(&stale, b"x").unwrap();
+    let two_minutes_ago = SystemTime::now() - Duration::from_secs(120);
+    let file = fs::File::options().write(true).open(&stale).unwrap();
+    file.set_modified(two_minutes_ago).unwrap();
+    assert!(store.create("expired", b"v", in_secs(-10)).unwrap());
+    assert_eq!(store.sweep(10).unwrap(), 1, "only the session is counted");
+    assert!(
+        !ada.exists(),
+        "an index file of lapsed records only is removed"
+    );
+    assert_eq!(fs::read_to_string(&bob).unwrap(), format!("b\t{until}\n"));
+    assert_eq!(store.user_keys("bob").unwrap(), ["b"]);
+    assert_eq!(
+        fs::read(&carol).unwrap(),
+        tidy,
+        "a tidy index file is unchanged"
+    );
+    assert!(!stale.exists(), "stale temp file in users/ kept");
+}
+
+/// The threshold counts session files only, so index files never trigger or suffer a prune,
+/// and a prune also removes the index files whose records have all lapsed.
+#[test]
+fn prune_ignores_the_users_directory_and_tidies_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_in(dir.path(), 10);
+    for i in 0..20 {
+        store
+            .link_user(&format!("user{i}"), "k", in_secs(60))
+            .unwrap();
+    }
+    let lapsed = index_for(dir.path(), "lapsed");
+    fs::write(&lapsed, "k\t1000\n").unwrap();
+    for i in 0..10 {
+        assert!(store
+            .create(&format!("k{i}"), b"v", in_secs(100 + i))
+            .unwrap());
+    }
+    assert_eq!(entry_count(dir.path()), 10, "no prune at the threshold");
+    assert!(lapsed.exists(), "no prune yet");
+    assert!(store.create("k10", b"v", in_secs(110)).unwrap());
+    assert_eq!(entry_count(dir.path()), 9, "pruned to 90% of the threshold");
+    assert!(!lapsed.exists(), "the prune removed the lapsed index file");
+    assert_eq!(
+        store.user_keys("user7").unwrap(),
+        ["k"],
+        "live records are kept"
+    );
+}
+
+/// A key an index line cannot hold is a typed error, at start-up (`check_key`) and on link.
+#[test]
+fn keys_with_tabs_or_line_breaks_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_in(dir.path(), 0);
+    for key in ["a\tb", "a\nb", "a\rb"] {
+        assert!(
+            matches!(store.check_key(key), Err(Error::InvalidKey(_))),
+            "{key:?}"
+        );
+        let linked = store.link_user("ada", key, in_secs(60));
+        assert!(matches!(linked, Err(Error::InvalidKey(_))), "{key:?}");
+    }
+    assert!(store.check_key("session:abc").is_ok());
+    assert!(store.user_keys("ada").unwrap().is_empty());
 }

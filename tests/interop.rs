@@ -35,6 +35,8 @@ mod backends;
 mod driver;
 #[path = "interop/lifecycle.rs"]
 mod lifecycle;
+#[path = "interop/users.rs"]
+mod users;
 
 use backends::*;
 use driver::{call, pickle_lines_here, python, python_available};
@@ -92,6 +94,30 @@ fn run<S: Store, C: Format>(
     codec: C,
     signer: bool,
 ) {
+    with_apps(test, make, codec, signer, |ctx| {
+        python_writes_rust_reads_and_writes_back(ctx);
+        rust_writes_python_reads_and_writes_back(ctx);
+        python_values_survive_a_rust_write_of_another_key(ctx);
+        rust_values_come_back_as_python_types(ctx);
+        logout_in_one_app_ends_the_session_in_the_other(ctx);
+        regenerate_in_one_app_invalidates_the_old_id_in_the_other(ctx);
+        legacy_pickle_is_a_fresh_session_and_stays_for_python_to_upgrade(ctx);
+        a_python_write_during_a_rust_request_survives_its_commit(ctx);
+        lifecycle::absolute_lifetime_is_shared_with_python(ctx);
+        lifecycle::a_session_lifetime_survives_python_writes(ctx);
+        lifecycle::flashes_cross_between_flask_and_rust(ctx);
+    });
+}
+
+/// Starts the Flask app and the Rust manager of one backend, signer setting and format, runs
+/// `scenarios` on them, and tears both down (also when a scenario fails).
+fn with_apps<S: Store, C: Format>(
+    test: &str,
+    make: impl FnOnce(&Namespace) -> Option<Backend<S>>,
+    codec: C,
+    signer: bool,
+    scenarios: impl FnOnce(&Ctx<S, C>),
+) {
     if !python_available() {
         return service_unavailable(test);
     }
@@ -119,17 +145,7 @@ fn run<S: Store, C: Format>(
         prefix: ns.prefix,
         signer,
     };
-    python_writes_rust_reads_and_writes_back(&ctx);
-    rust_writes_python_reads_and_writes_back(&ctx);
-    python_values_survive_a_rust_write_of_another_key(&ctx);
-    rust_values_come_back_as_python_types(&ctx);
-    logout_in_one_app_ends_the_session_in_the_other(&ctx);
-    regenerate_in_one_app_invalidates_the_old_id_in_the_other(&ctx);
-    legacy_pickle_is_a_fresh_session_and_stays_for_python_to_upgrade(&ctx);
-    a_python_write_during_a_rust_request_survives_its_commit(&ctx);
-    lifecycle::absolute_lifetime_is_shared_with_python(&ctx);
-    lifecycle::a_session_lifetime_survives_python_writes(&ctx);
-    lifecycle::flashes_cross_between_flask_and_rust(&ctx);
+    scenarios(&ctx);
 }
 
 /// The Rust app's settings matching the Flask app's (see [`run`]).
@@ -747,3 +763,30 @@ interop_tests!("memcached", memcached, memcached_backend);
 interop_tests!("sqlite", sqlite, sqlite_backend);
 interop_tests!("postgres", postgres, postgres_backend);
 interop_tests!("mongodb", mongodb, mongodb_backend);
+
+/// Log out everywhere with a Flask app on the same store, on every backend with a user index
+/// (memcached has none), MessagePack with the signer.
+macro_rules! user_tests {
+    ($feature:literal, $backend:ident, $make:path) => {
+        #[cfg(feature = $feature)]
+        #[test]
+        fn $backend() {
+            let test = concat!("users::", stringify!($backend));
+            with_apps(
+                test,
+                $make,
+                MsgPack,
+                true,
+                users::log_out_everywhere_with_python,
+            );
+        }
+    };
+}
+
+mod users_everywhere {
+    use super::*;
+    user_tests!("redis", redis, redis_backend);
+    user_tests!("sqlite", sqlite, sqlite_backend);
+    user_tests!("postgres", postgres, postgres_backend);
+    user_tests!("mongodb", mongodb, mongodb_backend);
+}

@@ -13,8 +13,10 @@ use mongodb::sync::{Client, Collection};
 use server_session::store::conformance::{
     self, service_unavailable, unique_prefix, Guarded, SilentServer,
 };
-use server_session::store::{ConnectionSettings, MongoStore, Store};
-use server_session::{conformance_tests, Config, Error, ErrorKind, SessionManager};
+use server_session::store::{ConnectionSettings, MongoStore, Store, UserIndex};
+use server_session::{
+    conformance_tests, user_index_conformance_tests, Config, Error, ErrorKind, SessionManager,
+};
 
 const URL_ENV: &str = "SERVER_SESSION_MONGODB_URL";
 const DATABASE: &str = "server_session_test";
@@ -22,12 +24,13 @@ const DATABASE: &str = "server_session_test";
 /// A MongoStore on its own fresh collection, dropped at the end of the test.
 type FreshStore = Guarded<MongoStore, DropCollection>;
 
-/// Drops the test's collection.
-struct DropCollection(Collection<Document>);
+/// Drops the test's collection and its user index collection.
+struct DropCollection(Collection<Document>, Collection<Document>);
 
 impl Drop for DropCollection {
     fn drop(&mut self) {
         let _ = self.0.drop().run();
+        let _ = self.1.drop().run();
     }
 }
 
@@ -70,9 +73,10 @@ fn fresh() -> Option<FreshStore> {
         .unwrap_or_else(|e| panic!("MongoStore on {URL_ENV}: {e} ({e:?})"));
     let database = store.client().database(store.database());
     let collection = database.collection(store.collection());
+    let users = database.collection(&format!("{}_users", store.collection()));
     Some(Guarded {
         store,
-        guard: DropCollection(collection),
+        guard: DropCollection(collection, users),
     })
 }
 
@@ -85,6 +89,7 @@ fn with_store(test: &str, check: impl FnOnce(&FreshStore)) {
 }
 
 conformance_tests!(fresh());
+user_index_conformance_tests!(fresh());
 
 fn in_an_hour() -> SystemTime {
     SystemTime::now() + Duration::from_secs(3600)
@@ -348,5 +353,59 @@ fn from_client_and_invalid_settings() {
     assert_eq!(
         (store.database(), store.collection()),
         ("flask_session", "sessions")
+    );
+}
+
+/// The user index lives in `<collection>_users`: one `{user, key, until}` document per record,
+/// a unique index on `(user, key)` and a TTL index on `until` (so the server removes lapsed
+/// records), and the sessions collection gains nothing.
+#[test]
+fn user_index_collection_has_unique_and_ttl_indexes() {
+    with_store(
+        "user_index_collection_has_unique_and_ttl_indexes",
+        |store| {
+            let until = in_an_hour();
+            for _ in 0..2 {
+                store
+                    .store
+                    .link_user("session:user:ada", "session:a", until)
+                    .unwrap();
+            }
+            let users = &store.guard.1;
+            let records: Vec<Document> = users
+                .find(doc! {})
+                .run()
+                .unwrap()
+                .map(Result::unwrap)
+                .collect();
+            assert_eq!(
+                records.len(),
+                1,
+                "one record however often linked: {records:?}"
+            );
+            let record = &records[0];
+            assert_eq!(record.get_str("user").unwrap(), "session:user:ada");
+            assert_eq!(record.get_str("key").unwrap(), "session:a");
+            let at = record.get_datetime("until").unwrap();
+            assert_eq!(*at, DateTime::from_system_time(until));
+            let indexes: Vec<_> = users
+                .list_indexes()
+                .run()
+                .unwrap()
+                .map(Result::unwrap)
+                .collect();
+            let find = |keys: Document| {
+                let index = indexes.iter().find(|i| i.keys == keys);
+                let index = index.unwrap_or_else(|| panic!("no index on {keys}: {indexes:?}"));
+                index.options.clone().unwrap_or_default()
+            };
+            assert_eq!(find(doc! { "user": 1, "key": 1 }).unique, Some(true));
+            assert_eq!(find(doc! { "until": 1 }).expire_after, Some(Duration::ZERO));
+            assert_eq!(
+                raw(store).count_documents(doc! {}).run().unwrap(),
+                0,
+                "no session written"
+            );
+        },
     );
 }

@@ -16,8 +16,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::{free_port, read_resp_command, RedisServer};
 use server_session::store::conformance::{self, service_unavailable, unique_prefix};
-use server_session::store::{ConnectionSettings, RedisStore, Store};
-use server_session::{conformance_tests, Config, Error, SessionManager};
+use server_session::store::{ConnectionSettings, RedisStore, Store, UserIndex};
+use server_session::{
+    conformance_tests, user_index_conformance_tests, Config, Error, SessionManager,
+};
 
 const URL_ENV: &str = "SERVER_SESSION_REDIS_URL";
 
@@ -42,10 +44,12 @@ fn shared_pool_store() -> Option<RedisStore> {
 }
 
 conformance_tests!(redis_store());
+user_index_conformance_tests!(redis_store());
 
 mod shared_pool {
     use super::shared_pool_store;
     server_session::conformance_tests!(shared_pool_store());
+    server_session::user_index_conformance_tests!(shared_pool_store());
 }
 
 /// A plain connection to the test server, to look at what the store wrote.
@@ -138,6 +142,56 @@ fn past_expiry_leaves_no_key() {
         let exists: i64 = redis::cmd("EXISTS").arg(&key).query(&mut conn).unwrap();
         assert_eq!(exists, 0, "touch to the epoch expires the key");
     });
+}
+
+/// A user's sorted set never outgrows the live records: linking drops the lapsed members (here
+/// one written behind the store's back), the set expires exactly with its last record, and a
+/// user whose records all lapsed has no key at all. The first link runs on a server that has
+/// just forgotten its scripts (`SCRIPT FLUSH`), so the `EVAL` fallback is taken.
+#[test]
+fn user_set_is_bounded_by_its_live_records() {
+    with_server(
+        "user_set_is_bounded_by_its_live_records",
+        |store, mut conn, prefix| {
+            let user = format!("{prefix}user:ada");
+            let [a, b, stale] = ["a", "b", "stale"].map(|k| format!("{prefix}{k}"));
+            let _: () = redis::cmd("SCRIPT").arg("FLUSH").query(&mut conn).unwrap();
+            store
+                .link_user(&user, &a, SystemTime::now() - Duration::from_secs(60))
+                .unwrap();
+            let exists: i64 = redis::cmd("EXISTS").arg(&user).query(&mut conn).unwrap();
+            assert_eq!(exists, 0, "a user with only lapsed records has no set");
+            let last = SystemTime::now() + Duration::from_secs(3600);
+            store.link_user(&user, &b, last).unwrap();
+            store
+                .link_user(&user, &a, SystemTime::now() + Duration::from_secs(60))
+                .unwrap();
+            let expiry: i64 = redis::cmd("PEXPIRETIME")
+                .arg(&user)
+                .query(&mut conn)
+                .unwrap();
+            assert_eq!(
+                expiry,
+                unix_ms(last),
+                "the set expires with its last record"
+            );
+            let lapsed = unix_ms(SystemTime::now()) - 1000;
+            let _: i64 = redis::cmd("ZADD")
+                .arg(&user)
+                .arg(lapsed)
+                .arg(&stale)
+                .query(&mut conn)
+                .unwrap();
+            store.link_user(&user, &b, last).unwrap();
+            let members: Vec<String> = redis::cmd("ZRANGE")
+                .arg(&user)
+                .arg(0)
+                .arg(-1)
+                .query(&mut conn)
+                .unwrap();
+            assert_eq!(members, [a, b], "the lapsed member is gone");
+        },
+    );
 }
 
 /// A whole request cycle through the manager: MessagePack `{_permanent: true, visits: 1}` under

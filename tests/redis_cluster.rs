@@ -19,8 +19,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use cluster_support::{nodes, steady, Steady};
 use common::{assert_each_fails_within, read_resp_command, NamedOp};
 use server_session::store::conformance::{self, service_unavailable, unique_prefix};
-use server_session::store::{ConnectionSettings, RedisClusterStore, Store};
-use server_session::{conformance_tests, Config, Error, SessionManager};
+use server_session::store::{ConnectionSettings, RedisClusterStore, Store, UserIndex};
+use server_session::{
+    conformance_tests, user_index_conformance_tests, Config, Error, SessionManager,
+};
 
 const URL_ENV: &str = "SERVER_SESSION_REDIS_CLUSTER_URL";
 
@@ -41,6 +43,7 @@ fn cluster_store() -> Option<Steady<RedisClusterStore>> {
 }
 
 conformance_tests!(cluster_store());
+user_index_conformance_tests!(cluster_store());
 
 /// A plain connection to each node, by `host:port`.
 fn node_connections(url: &str) -> Vec<(String, redis::Connection)> {
@@ -122,6 +125,31 @@ fn stores_exact_expiry() {
         assert!(store.touch(&key, later).unwrap());
         let at: i64 = redis::cmd("PEXPIRETIME").arg(&key).query(conn).unwrap();
         assert_eq!(at, ms(later));
+    });
+}
+
+/// A user's set lives on the master that owns the user's slot and expires there with its last
+/// record; a user whose records all lapsed has no key on any node.
+#[test]
+fn user_set_expires_with_its_last_record() {
+    with_cluster("user_set", |store, url, prefix| {
+        let (ada, bob) = (format!("{prefix}user:ada"), format!("{prefix}user:bob"));
+        let last = SystemTime::now() + Duration::from_secs(3600);
+        store.link_user(&ada, &format!("{prefix}a"), last).unwrap();
+        let soon = SystemTime::now() + Duration::from_secs(60);
+        store.link_user(&ada, &format!("{prefix}b"), soon).unwrap();
+        let past = SystemTime::now() - Duration::from_secs(60);
+        store.link_user(&bob, &format!("{prefix}c"), past).unwrap();
+        let mut conns = node_connections(&url);
+        let master = owner(&mut conns, &ada);
+        let conn = &mut conns.iter_mut().find(|(n, _)| *n == master).unwrap().1;
+        let ms = |t: SystemTime| t.duration_since(UNIX_EPOCH).unwrap().as_millis() as i64;
+        let at: i64 = redis::cmd("PEXPIRETIME").arg(&ada).query(conn).unwrap();
+        assert_eq!(at, ms(last), "the set expires with its last record");
+        let master = owner(&mut conns, &bob);
+        let conn = &mut conns.iter_mut().find(|(n, _)| *n == master).unwrap().1;
+        let exists: i64 = redis::cmd("EXISTS").arg(&bob).query(conn).unwrap();
+        assert_eq!(exists, 0, "only lapsed records: no set");
     });
 }
 

@@ -15,6 +15,9 @@
 //! (which never locks) sees the old file or the new one, never a torn one. Mutations hold an
 //! in-process mutex plus an exclusive `fs2` lock on `.lock`, so threads and processes sharing the
 //! directory never both win a `create` and a late `save` never resurrects a deleted entry.
+//!
+//! The [`UserIndex`] lives in the `users` subdirectory (see `filesystem/users.rs`), which the
+//! session count, pruning and sweeping of session files never enter.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, ErrorKind, Read, Write};
@@ -24,8 +27,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ring::digest;
 
-use super::{Replaced, Store, Sweep};
+use super::{Replaced, Store, Sweep, UserIndex};
 use crate::{Error, Result};
+
+mod users;
 
 const MAGIC: &[u8; 7] = b"SRVSESS";
 const VERSION: u8 = 1;
@@ -202,6 +207,13 @@ impl FileStoreBuilder {
 /// are never returned; remove them with [`Sweep::sweep`] (for example from a
 /// [`Sweeper`](super::Sweeper)) or let threshold pruning do it.
 ///
+/// Its [`UserIndex`] keeps one file per user in the `users` subdirectory, named by the hex
+/// SHA-256 of the user name, of `key<TAB>until` lines (`until` in Unix milliseconds), written
+/// like the session files (temp file and rename under the lock, the store's mode). Each
+/// rewrite drops the lapsed records; sweeping and pruning rewrite or remove the files holding
+/// lapsed ones, and never count index files as sessions. A key with a tab or a line break is
+/// refused ([`Error::InvalidKey`]).
+///
 /// ```
 /// use std::time::{Duration, SystemTime};
 /// use server_session::store::{FileStore, Store};
@@ -309,29 +321,37 @@ impl FileStore {
 
     /// Writes a complete entry to a temp file and renames it over `name`. Call with the lock held.
     fn write_entry(&self, name: &str, expires_ms: u64, value: &[u8]) -> Result<()> {
-        let temp = self.path(&temp_name()?);
+        let header = encode_header(expires_ms, value.len() as u64);
+        self.write_file(&self.directory, name, &[&header, value])
+    }
+
+    /// Writes `parts` to a fresh temp file in `dir` and renames it over `name` there, so a
+    /// reader sees the old file or the new one. Call with the lock held.
+    fn write_file(&self, dir: &Path, name: &str, parts: &[&[u8]]) -> Result<()> {
+        let temp = dir.join(temp_name()?);
         let written = self
-            .write_temp(&temp, expires_ms, value)
-            .and_then(|()| fs::rename(&temp, self.path(name)));
+            .write_temp(&temp, parts)
+            .and_then(|()| fs::rename(&temp, dir.join(name)));
         if let Err(e) = written {
             // Best effort: the write error is the one worth reporting.
             let _ = fs::remove_file(&temp);
             return Err(e.into());
         }
         if self.sync {
-            sync_directory(&self.directory)?;
+            sync_directory(dir)?;
         }
         Ok(())
     }
 
-    fn write_temp(&self, path: &Path, expires_ms: u64, value: &[u8]) -> io::Result<()> {
+    fn write_temp(&self, path: &Path, parts: &[&[u8]]) -> io::Result<()> {
         let mut options = OpenOptions::new();
         options.write(true).create_new(true);
         set_create_mode(&mut options, self.mode);
         let mut file = options.open(path)?;
         set_file_mode(&file, self.mode)?;
-        file.write_all(&encode_header(expires_ms, value.len() as u64))?;
-        file.write_all(value)?;
+        for part in parts {
+            file.write_all(part)?;
+        }
         if self.sync {
             file.sync_all()?;
         }
@@ -364,6 +384,7 @@ impl FileStore {
     /// After a create went over the threshold: removes dead files, then the files closest to
     /// expiry (never `keep`, the one just created) until at most 90% of `threshold` remain,
     /// so that the directory is listed once per tenth of the threshold, not on every create.
+    /// Then rewrites (or removes) the user index files holding lapsed records.
     fn prune(&self, locked: &mut Locked<'_>, keep: &str) -> Result<()> {
         let now = now_ms();
         let mut ranked = self.rank_entries(keep, now)?;
@@ -379,7 +400,7 @@ impl FileStore {
             }
         }
         locked.state.entries = remaining;
-        Ok(())
+        self.prune_users(locked)
     }
 
     /// Every entry file but `keep`, with its expiry; 0 for an expired or corrupt file.
@@ -401,24 +422,35 @@ impl FileStore {
 
     /// Without the lock: up to `limit` dead entry names, and stale temp files.
     fn scan_dead(&self, limit: usize, now: u64) -> Result<(Vec<String>, Vec<PathBuf>)> {
-        let (mut dead, mut stale) = (Vec::new(), Vec::new());
-        for entry in fs::read_dir(&self.directory)? {
-            let entry = entry?;
-            let name = entry.file_name();
-            let Some(name) = name.to_str() else { continue };
-            if is_entry_name(name) {
-                if is_dead(open_entry(&entry.path())?, now) {
-                    dead.push(name.to_owned());
-                }
-            } else if name.starts_with(TEMP_PREFIX) && is_stale(&entry) {
-                stale.push(entry.path());
-            }
-            if dead.len() >= limit {
-                break;
-            }
-        }
-        Ok((dead, stale))
+        let dead = |path: &Path| Ok(is_dead(open_entry(path)?, now));
+        Ok(scan(fs::read_dir(&self.directory)?, limit, dead)?)
     }
+}
+
+/// Up to `limit` names of the entry files in `entries` for which `wanted` holds, and the
+/// stale temp files among them.
+fn scan(
+    entries: fs::ReadDir,
+    limit: usize,
+    mut wanted: impl FnMut(&Path) -> io::Result<bool>,
+) -> io::Result<(Vec<String>, Vec<PathBuf>)> {
+    let (mut found, mut stale) = (Vec::new(), Vec::new());
+    for entry in entries {
+        let entry = entry?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if is_entry_name(name) {
+            if wanted(&entry.path())? {
+                found.push(name.to_owned());
+            }
+        } else if name.starts_with(TEMP_PREFIX) && is_stale(&entry) {
+            stale.push(entry.path());
+        }
+        if found.len() >= limit {
+            break;
+        }
+    }
+    Ok((found, stale))
 }
 
 impl FileStore {
@@ -429,6 +461,15 @@ impl FileStore {
 }
 
 impl Store for FileStore {
+    fn user_index(&self) -> Option<&dyn UserIndex> {
+        Some(self)
+    }
+
+    /// Refuses a key with a tab or a line break, which a line of the user index cannot hold.
+    fn check_key(&self, key: &str) -> Result<()> {
+        users::check_index_key(key)
+    }
+
     fn load(&self, key: &str) -> Result<Option<Vec<u8>>> {
         self.in_dir(|| {
             let name = file_name(key);
@@ -524,11 +565,21 @@ impl Store for FileStore {
 impl Sweep for FileStore {
     /// Removes up to `limit` expired or corrupt session files, and any temp file a crashed
     /// writer left behind more than a minute ago (not counted). The directory is scanned
-    /// without the lock; each removal re-checks the file under the lock.
+    /// without the lock; each removal re-checks the file under the lock. Then rewrites (or
+    /// removes) up to `limit` user index files holding lapsed records (not counted either).
     fn sweep(&self, limit: usize) -> Result<usize> {
         if limit == 0 {
             return Ok(0);
         }
+        let removed = self.sweep_sessions(limit)?;
+        self.sweep_users(limit)?;
+        Ok(removed)
+    }
+}
+
+impl FileStore {
+    /// The session part of [`Sweep::sweep`].
+    fn sweep_sessions(&self, limit: usize) -> Result<usize> {
         let now = now_ms();
         let (dead, stale) = self.scan_dead(limit, now)?;
         let mut removed = 0;

@@ -189,7 +189,7 @@ pub trait Store: Send + Sync {
 /// *(user, session key, until)*. Flask-Session never reads the index, and what it reads is
 /// unchanged.
 ///
-/// The manager names the user (`<key prefix>user:<id>`, so apps with different prefixes on
+/// The manager names the user (`user-index:<key prefix><id>`, so apps with different prefixes on
 /// one store stay apart) and double-checks every key the index returns against the session's
 /// own `_user_id` before deleting it, so a record that outlived its session, or a session since
 /// tied to another user, is harmless. A store must never lose a live record: a session whose
@@ -206,13 +206,13 @@ pub trait Store: Send + Sync {
 ///
 /// let store = MemoryStore::new();
 /// let until = SystemTime::now() + Duration::from_secs(60);
-/// store.link_user("session:user:ada", "session:a", until)?;
-/// store.link_user("session:user:ada", "session:b", until)?;
-/// let mut keys = store.user_keys("session:user:ada")?;
+/// store.link_user("user-index:session:ada", "session:a", until)?;
+/// store.link_user("user-index:session:ada", "session:b", until)?;
+/// let mut keys = store.user_keys("user-index:session:ada")?;
 /// keys.sort();
 /// assert_eq!(keys, ["session:a", "session:b"]);
-/// store.unlink_user("session:user:ada", &keys[..1])?;
-/// assert_eq!(store.user_keys("session:user:ada")?, ["session:b"]);
+/// store.unlink_user("user-index:session:ada", &keys[..1])?;
+/// assert_eq!(store.user_keys("user-index:session:ada")?, ["session:b"]);
 /// # Ok::<(), server_session::Error>(())
 /// ```
 pub trait UserIndex: Store {

@@ -15,8 +15,10 @@ use ::mongodb::sync::{Client, Collection};
 use ::mongodb::IndexModel;
 
 use super::redact::{redact, SecretUrl};
-use super::{ConnectionSettings, Replaced, Store};
+use super::{ConnectionSettings, Replaced, Store, UserIndex};
 use crate::{Error, Result, StoreError};
+
+mod users;
 
 /// `SESSION_MONGODB`'s default: a server on the local machine.
 const DEFAULT_URL: &str = "mongodb://127.0.0.1:27017";
@@ -261,9 +263,11 @@ impl MongoStoreBuilder {
     /// With `true`, the store creates (idempotently) a unique index `id_1` on `id` and a TTL
     /// index `expiration_1` on `expiration` with `expireAfterSeconds: 0` (the same TTL index
     /// Flask-Session 0.8 creates), during the start-up check or, without it, before its first
-    /// operation; it fails if they exist with other options. With `false` you manage the
-    /// indexes yourself: **the unique index on `id` is required**, without it two concurrent
-    /// `create`s of one id could both succeed.
+    /// operation; and, on the [`UserIndex`]'s `<collection>_users`, a unique index on
+    /// `(user, key)` and a TTL index on `until`. It fails if they exist with other options.
+    /// With `false` you manage the indexes yourself: **the unique index on `id` is required**,
+    /// without it two concurrent `create`s of one id could both succeed; without the TTL index
+    /// on `until`, lapsed user records are never removed.
     ///
     /// ```
     /// let builder = server_session::store::MongoStore::builder().create_indexes(false);
@@ -319,12 +323,13 @@ impl MongoStoreBuilder {
                 (Client::with_options(options)?, Some(target))
             }
         };
-        let collection = client
-            .database(&self.database)
-            .collection::<Document>(&self.collection);
+        let database = client.database(&self.database);
+        let collection = database.collection::<Document>(&self.collection);
+        let users = database.collection::<Document>(&users::users_collection(&self.collection));
         let store = MongoStore {
             client,
             collection,
+            users,
             database: self.database,
             target: target.map(Arc::from),
             deadline: self.settings.checkout_timeout + self.settings.io_timeout,
@@ -399,12 +404,17 @@ fn validate_name(what: &str, name: &str, forbidden: &str) -> Result<()> {
 
 /// The unique index on `id` and the TTL index on `expiration`.
 fn index_models() -> [IndexModel; 2] {
+    unique_and_ttl(doc! { "id": 1 }, "expiration")
+}
+
+/// A unique index on `unique` and a TTL index (expireAfterSeconds 0) on the date field `ttl`.
+fn unique_and_ttl(unique: Document, ttl: &str) -> [IndexModel; 2] {
     let unique = IndexModel::builder()
-        .keys(doc! { "id": 1 })
+        .keys(unique)
         .options(IndexOptions::builder().unique(true).build())
         .build();
     let ttl = IndexModel::builder()
-        .keys(doc! { "expiration": 1 })
+        .keys(doc! { ttl: 1 })
         .options(IndexOptions::builder().expire_after(Duration::ZERO).build())
         .build();
     [unique, ttl]
@@ -425,6 +435,13 @@ fn index_models() -> [IndexModel; 2] {
 /// [`MongoStoreBuilder::create_indexes`]). The TTL monitor runs only about once a minute, so
 /// every operation also filters on `expiration > now`, and `create` replaces an expired
 /// document that is still there.
+///
+/// Its [`UserIndex`] ("log out everywhere") lives in a side collection next to the sessions,
+/// `<collection>_users` (`sessions_users` by default), of one document per record:
+/// `{user, key, until}` (strings and a date), with a unique index on `(user, key)` and a TTL
+/// index on `until`, so the server removes lapsed records itself. `link_user` is one upsert,
+/// `user_keys` one `find` of `until > now` projected on `key`, `unlink_user` one `delete_many`.
+/// The `sessions` collection and its documents are unchanged.
 ///
 /// BSON dates have millisecond precision: expiries are truncated to the millisecond below, and
 /// so is "now" in the filters, so an expired session is never returned (one with less than a
@@ -448,6 +465,8 @@ fn index_models() -> [IndexModel; 2] {
 pub struct MongoStore {
     client: Client,
     collection: Collection<Document>,
+    /// The [`UserIndex`]'s side collection, `<collection>_users`.
+    users: Collection<Document>,
     database: String,
     /// `host:port` of the servers, for error messages; unknown for a given client.
     target: Option<Arc<str>>,
@@ -581,10 +600,12 @@ impl MongoStore {
         }
     }
 
-    /// Creates the indexes once, when they are to be created and have not been yet.
+    /// Creates the indexes (the sessions', then the user index's) once, when they are to be
+    /// created and have not been yet.
     fn ensure_indexes(&self) -> Result<()> {
         if self.indexes_pending.load(Ordering::Acquire) {
             self.bounded(self.collection.create_indexes(index_models()))?;
+            self.bounded(self.users.create_indexes(users::user_index_models()))?;
             self.indexes_pending.store(false, Ordering::Release);
         }
         Ok(())
@@ -645,6 +666,10 @@ fn is_duplicate_key(error: &Error) -> bool {
 }
 
 impl Store for MongoStore {
+    fn user_index(&self) -> Option<&dyn UserIndex> {
+        Some(self)
+    }
+
     fn load(&self, key: &str) -> Result<Option<Vec<u8>>> {
         let found = self.run(self.collection.find_one(live(key)).projection(value_only()))?;
         found.map(value_of).transpose()

@@ -48,9 +48,12 @@ fn cause(e: &RedisError) -> String {
         e.to_string()
     }
 }
+use lua::Lua;
 use pool::Pooled;
 
+pub(super) mod lua;
 pub(super) mod pool;
+pub(super) mod users;
 
 /// Where a store with no URL and no client connects: Flask-Session's development default.
 const DEFAULT_URL: &str = "redis://127.0.0.1:6379";
@@ -266,6 +269,19 @@ fn with_nodelay(client: &Client) -> Result<Client> {
 /// then treats the key as expired, so the contract holds without an extra round trip.
 /// `GETEX` and `PXAT` need Redis 6.2 or later.
 ///
+/// Its [`UserIndex`](super::UserIndex) keeps one sorted set per user, under the user name the
+/// manager passes (`prefix + "user:" + id`), of the user's session keys scored by their
+/// `until` in Unix milliseconds; Flask-Session never reads it:
+///
+/// | operation     | command                                                |
+/// |---------------|--------------------------------------------------------|
+/// | `link_user`   | one script: `ZADD`, `ZREMRANGEBYSCORE`, `PEXPIREAT`    |
+/// | `user_keys`   | `ZRANGEBYSCORE user (now +inf`                         |
+/// | `unlink_user` | `ZREM user key...`                                     |
+///
+/// The script drops the lapsed records (`-inf` to now) and expires the set with its last one,
+/// so the set never outgrows the user's live sessions.
+///
 /// Cloning is cheap and shares the pool.
 ///
 /// ```no_run
@@ -446,47 +462,14 @@ pub(super) fn is_ok(reply: &Value) -> bool {
 
 /// The conditional write, run atomically by the server: `SET` only if the key still holds
 /// the expected bytes. Replies 1 (written), the current bytes (changed) or nil (gone).
-const REPLACE_SCRIPT: &str = "\
+pub(super) static REPLACE: Lua = Lua::new(
+    "\
 local current = redis.call('GET', KEYS[1])
 if not current then return false end
 if current ~= ARGV[1] then return current end
 redis.call('SET', KEYS[1], ARGV[2], 'PXAT', ARGV[3])
-return 1";
-
-/// `EVALSHA` (or, once the server has forgotten the script, `EVAL`) of [`REPLACE_SCRIPT`].
-pub(super) fn replace_cmd(
-    verb: &str,
-    key: &str,
-    expected: &[u8],
-    value: &[u8],
-    expires: SystemTime,
-) -> Cmd {
-    let mut cmd = ::redis::cmd(verb);
-    match verb {
-        "EVAL" => cmd.arg(REPLACE_SCRIPT),
-        _ => cmd.arg(replace_script_sha()),
-    };
-    cmd.arg(1)
-        .arg(key)
-        .arg(expected)
-        .arg(value)
-        .arg(unix_ms(expires));
-    cmd
-}
-
-/// The SHA-1 Redis knows [`REPLACE_SCRIPT`] by, in hex.
-fn replace_script_sha() -> &'static str {
-    static SCRIPT: std::sync::OnceLock<::redis::Script> = std::sync::OnceLock::new();
-    SCRIPT
-        .get_or_init(|| ::redis::Script::new(REPLACE_SCRIPT))
-        .get_hash()
-}
-
-/// Whether the server does not know the script yet (or any more): send it whole.
-pub(super) fn is_noscript(e: &Error) -> bool {
-    e.store_source::<RedisError>()
-        .is_some_and(|e| e.kind() == ::redis::ErrorKind::Server(::redis::ServerErrorKind::NoScript))
-}
+return 1",
+);
 
 /// The script's reply as a [`Replaced`](crate::store::Replaced).
 pub(super) fn replaced(reply: Value) -> crate::store::Replaced {
@@ -504,6 +487,10 @@ pub(super) fn replaced(reply: Value) -> crate::store::Replaced {
 macro_rules! store_by_commands {
     ($store:ty) => {
         impl $crate::store::Store for $store {
+            fn user_index(&self) -> Option<&dyn $crate::store::UserIndex> {
+                Some(self)
+            }
+
             fn load(&self, key: &str) -> $crate::Result<Option<Vec<u8>>> {
                 self.query(::redis::cmd("GET").arg(key))
             }
@@ -537,12 +524,12 @@ macro_rules! store_by_commands {
                 value: &[u8],
                 expires: ::std::time::SystemTime,
             ) -> $crate::Result<$crate::store::Replaced> {
-                let cmd =
-                    |verb| $crate::store::redis::replace_cmd(verb, key, expected, value, expires);
-                let reply = match self.query(&cmd("EVALSHA")) {
-                    Err(e) if $crate::store::redis::is_noscript(&e) => self.query(&cmd("EVAL"))?,
-                    reply => reply?,
+                let ms = $crate::store::redis::unix_ms(expires);
+                let args = |cmd: &mut ::redis::Cmd| {
+                    cmd.arg(expected).arg(value).arg(ms);
                 };
+                let script = &$crate::store::redis::REPLACE;
+                let reply = script.run(|cmd| self.query(cmd), key, args)?;
                 Ok($crate::store::redis::replaced(reply))
             }
 
@@ -569,6 +556,8 @@ macro_rules! store_by_commands {
                 self.query(&cmd)
             }
         }
+
+        $crate::store::redis::users::user_index_by_commands!($store);
     };
 }
 #[cfg(feature = "redis-cluster")]

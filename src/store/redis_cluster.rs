@@ -286,6 +286,10 @@ fn parse_url(url: &SecretUrl) -> Result<Vec<String>> {
 /// master that owns the key's slot, in one round trip when the client's map of the cluster is
 /// current. Reads never go to replicas, so a session is never read older than it was written.
 ///
+/// Its [`UserIndex`](super::UserIndex) is the `RedisStore`'s too: one sorted set per user, in
+/// the user name's own slot, touched by single-key commands (and a single-key script) only, so
+/// the session keys a set names may live on any other master.
+///
 /// The pool holds `redis` crate [`ClusterConnection`]s, each with its own map of the cluster
 /// and one socket per node. The crate follows `MOVED`/`ASK` redirects and refreshes its map on
 /// them. When a node's process dies, its sockets are refused or reset: the store then drops

@@ -138,13 +138,14 @@ pub(crate) fn mongodb_backend(
         "database": DATABASE,
         "collection": ns.table,
     });
-    let collection = store
-        .client()
-        .database(DATABASE)
-        .collection::<::mongodb::bson::Document>(&ns.table);
+    let database = store.client().database(DATABASE);
+    let collections = [ns.table.clone(), format!("{}_users", ns.table)]
+        .map(|name| database.collection::<::mongodb::bson::Document>(&name));
     let cleanup = move || {
-        if let Err(e) = collection.drop().run() {
-            eprintln!("interop: could not drop the collection: {e}");
+        for collection in &collections {
+            if let Err(e) = collection.drop().run() {
+                eprintln!("interop: could not drop the collection: {e}");
+            }
         }
     };
     Some(Backend {

@@ -351,6 +351,7 @@ macro_rules! user_index_conformance_tests {
         $crate::__conformance_each!($make;
             user_index_records_and_forgets,
             user_index_records_lapse,
+            user_index_keeps_concurrent_links,
             destroy_user_sessions_ends_only_that_users,
         );
     };

@@ -1,5 +1,7 @@
 //! Checks for stores that implement [`UserIndex`] ("log out everywhere").
 
+use std::sync::Barrier;
+
 use super::*;
 use crate::store::UserIndex;
 use crate::SessionManager;
@@ -14,7 +16,10 @@ fn keys_of<S: UserIndex>(store: &S, user: &str) -> Vec<String> {
 /// `link_user` records a key once however often it is linked, `user_keys` returns a user's
 /// keys and no one else's, and `unlink_user` forgets exactly the keys it is given.
 pub fn user_index_records_and_forgets<S: UserIndex>(store: &S, prefix: &str) {
-    let (ada, bob) = (format!("{prefix}user:ada"), format!("{prefix}user:bob"));
+    let (ada, bob) = (
+        format!("user-index:{prefix}ada"),
+        format!("user-index:{prefix}bob"),
+    );
     let [a, b, c] = ["a", "b", "c"].map(|k| format!("{prefix}{k}"));
     assert_eq!(keys_of(store, &ada), Vec::<String>::new(), "no records yet");
     for key in [&a, &b, &a] {
@@ -40,7 +45,7 @@ pub fn user_index_records_and_forgets<S: UserIndex>(store: &S, prefix: &str) {
 
 /// A record is never returned once its `until` has passed, and linking again moves `until`.
 pub fn user_index_records_lapse<S: UserIndex>(store: &S, prefix: &str) {
-    let user = format!("{prefix}user:ada");
+    let user = format!("user-index:{prefix}ada");
     let [past, short, moved] = ["past", "short", "moved"].map(|k| format!("{prefix}{k}"));
     let start = Instant::now();
     ok(store.link_user(&user, &past, ago(PAST)), "link_user");
@@ -57,6 +62,42 @@ pub fn user_index_records_lapse<S: UserIndex>(store: &S, prefix: &str) {
         keys_of(store, &user),
         [moved],
         "a record lapses at its until; the moved one lives on"
+    );
+}
+
+/// Many threads linking and unlinking keys of one user at once never lose a record: the user
+/// ends with exactly the keys that were linked and not unlinked.
+pub fn user_index_keeps_concurrent_links<S: UserIndex>(store: &S, prefix: &str) {
+    const THREADS: usize = 8;
+    const KEYS: usize = 10;
+    let user = format!("user-index:{prefix}ada");
+    let key = |thread: usize, k: usize| format!("{prefix}{thread}-{k}");
+    let barrier = Barrier::new(THREADS);
+    std::thread::scope(|scope| {
+        for thread in 0..THREADS {
+            let (user, barrier, key) = (&user, &barrier, &key);
+            scope.spawn(move || {
+                barrier.wait();
+                for k in 0..KEYS {
+                    ok(
+                        store.link_user(user, &key(thread, k), after(LONG)),
+                        "link_user",
+                    );
+                    if k % 2 == 1 {
+                        ok(store.unlink_user(user, &[key(thread, k)]), "unlink_user");
+                    }
+                }
+            });
+        }
+    });
+    let mut kept: Vec<String> = (0..THREADS)
+        .flat_map(|thread| (0..KEYS).step_by(2).map(move |k| key(thread, k)))
+        .collect();
+    kept.sort();
+    assert_eq!(
+        keys_of(store, &user),
+        kept,
+        "a concurrent link or unlink lost a record"
     );
 }
 
