@@ -1,7 +1,7 @@
 //! The README's demo server: `cargo run --example demo`, then in another terminal
 //! `curl -c jar -b jar http://127.0.0.1:8000/` (again and again), `/login?user=ada` (or
-//! `/login?user=ada&remember=1`), `/whoami`, `/logout`, `/health`. [`ROUTES`] lists them; `HEAD`
-//! is answered like `GET`.
+//! `/login?user=ada&remember=1`), `/whoami`, `/logout`, `/logout-everywhere`, `/metrics`,
+//! `/health`. [`ROUTES`] lists them; `HEAD` is answered like `GET`.
 //!
 //! Options: `--addr HOST:PORT` (127.0.0.1:8000), `--threads N` (8), `--store URL`
 //! (default: files in `./flask_session`; `file:///abs/dir`, `memory:`, and with the store's
@@ -20,8 +20,10 @@ use server_session::adapter::tiny_http::handle;
 use server_session::codec::Codec;
 #[allow(unused_imports)] // the server stores' arms, each behind its feature, use it
 use server_session::store;
-use server_session::store::{FileStore, MemoryStore, Store};
-use server_session::{Config, ConfigBuilder, ErrorKind, Result, Session, SessionManager};
+use server_session::store::{FileStore, MemoryStore, Store, UserIndex};
+use server_session::{
+    Config, ConfigBuilder, ErrorKind, Result, Session, SessionManager, SessionMetrics,
+};
 use tiny_http::{Header, Method, Request, Response, Server};
 
 pub const USAGE: &str =
@@ -33,10 +35,65 @@ pub const USAGE: &str =
      \x20                passes without a request; add &remember=1 to stay in for 30 days\n\
      /whoami          the logged-in user, read only\n\
      /logout          end the session\n\
+     /logout-everywhere end every session of the logged-in user (not on memcached)\n\
+     /metrics         the session event counters, in the Prometheus text format\n\
      /health          ok, without touching the session";
 
 /// Every route of [`route`], for the usage text and the tests.
-pub const ROUTES: [&str; 6] = ["/", "/incr", "/login", "/whoami", "/logout", "/health"];
+pub const ROUTES: [&str; 8] = [
+    "/",
+    "/incr",
+    "/login",
+    "/whoami",
+    "/logout",
+    "/logout-everywhere",
+    "/metrics",
+    "/health",
+];
+
+/// The demo's state: the session manager, its event counters, and what a store with a user
+/// index adds (log out everywhere).
+pub struct App<S: Store> {
+    pub manager: SessionManager<S>,
+    metrics: Arc<SessionMetrics>,
+    accounts: Option<Accounts<S>>,
+}
+
+/// Ties a session to its user and ends a user's sessions: only for stores that implement
+/// [`UserIndex`] (memcached cannot).
+struct Accounts<S: Store> {
+    tie: fn(&mut Session<'_, S>, &str) -> Result<()>,
+    log_out_everywhere: fn(&SessionManager<S>, &str) -> Result<usize>,
+}
+
+impl<S: Store> App<S> {
+    /// The demo on `store`, without log out everywhere.
+    pub fn new(store: S, config: Config) -> Result<Self> {
+        let metrics = Arc::new(SessionMetrics::default());
+        let manager = SessionManager::new(store, config)?.with_events(Arc::clone(&metrics));
+        Ok(Self {
+            manager,
+            metrics,
+            accounts: None,
+        })
+    }
+}
+
+impl<S: UserIndex> App<S> {
+    /// The demo on a store with a user index: logins tie the session to the user, and
+    /// `/logout-everywhere` ends all of them.
+    pub fn with_accounts(store: S, config: Config) -> Result<Self> {
+        let accounts = Accounts {
+            tie: |session, user| session.set_user(user),
+            log_out_everywhere: |manager, user| manager.destroy_user_sessions(user),
+        };
+        let app = Self::new(store, config)?;
+        Ok(Self {
+            accounts: Some(accounts),
+            ..app
+        })
+    }
+}
 
 /// The command line.
 pub struct Args {
@@ -118,7 +175,7 @@ pub fn start(args: &Args) -> Result<(), String> {
         #[cfg(feature = "redis-cluster")]
         "redis+cluster" => run(store::RedisClusterStore::open(url).map_err(failed)?, args),
         #[cfg(feature = "memcached")]
-        "memcache" => run(store::MemcachedStore::open(url).map_err(failed)?, args),
+        "memcache" => run_without_accounts(store::MemcachedStore::open(url).map_err(failed)?, args),
         #[cfg(feature = "sqlite")]
         "sqlite" => {
             let path = url.trim_start_matches("sqlite://");
@@ -164,7 +221,21 @@ fn file_store(dir: &str) -> Result<FileStore, String> {
     Ok(store)
 }
 
-fn run<S: Store + 'static>(store: S, args: &Args) -> Result<(), String> {
+/// Runs the demo on a store with a user index.
+fn run<S: UserIndex + 'static>(store: S, args: &Args) -> Result<(), String> {
+    let app = App::with_accounts(store, session_config(args)?).map_err(|e| e.to_string())?;
+    listen(app, args)
+}
+
+/// Runs the demo on a store without a user index (memcached): no log out everywhere.
+#[allow(dead_code)] // only the memcached arm, behind its feature, uses it
+fn run_without_accounts<S: Store + 'static>(store: S, args: &Args) -> Result<(), String> {
+    let app = App::new(store, session_config(args)?).map_err(|e| e.to_string())?;
+    listen(app, args)
+}
+
+/// The configuration the command line asks for.
+fn session_config(args: &Args) -> Result<Config, String> {
     let mut builder = builder(args.secret.as_deref());
     if let Some(lifetime) = args.lifetime {
         builder = builder.lifetime(lifetime);
@@ -172,16 +243,17 @@ fn run<S: Store + 'static>(store: S, args: &Args) -> Result<(), String> {
     if let Some(absolute) = args.absolute {
         builder = builder.absolute_lifetime(absolute);
     }
-    let config = builder.build().map_err(|e| e.to_string())?;
-    let manager = SessionManager::new(store, config).map_err(|e| e.to_string())?;
-    let manager = Arc::new(manager);
+    builder.build().map_err(|e| e.to_string())
+}
+
+fn listen<S: Store + 'static>(app: App<S>, args: &Args) -> Result<(), String> {
     let server =
         Server::http(&args.addr).map_err(|e| format!("cannot listen on {}: {e}", args.addr))?;
     println!(
         "demo: listening on http://{} with {} threads",
         args.addr, args.threads
     );
-    for worker in serve(Arc::new(server), manager, args.threads) {
+    for worker in serve(Arc::new(server), Arc::new(app), args.threads) {
         worker
             .join()
             .map_err(|_| "a worker thread panicked".to_owned())?;
@@ -204,14 +276,14 @@ fn builder(secret: Option<&str>) -> ConfigBuilder {
 /// Starts `threads` workers answering the server's requests; they run until the process ends.
 pub fn serve<S: Store + 'static>(
     server: Arc<Server>,
-    manager: Arc<SessionManager<S>>,
+    app: Arc<App<S>>,
     threads: usize,
 ) -> Vec<JoinHandle<()>> {
     let spawn = |_| {
-        let (server, manager) = (Arc::clone(&server), Arc::clone(&manager));
+        let (server, app) = (Arc::clone(&server), Arc::clone(&app));
         thread::spawn(move || loop {
             match server.recv() {
-                Ok(request) => respond(&manager, request),
+                Ok(request) => respond(&app, request),
                 Err(err) => eprintln!("demo: accept failed: {err}"),
             }
         })
@@ -221,9 +293,9 @@ pub fn serve<S: Store + 'static>(
 
 /// Answers one request; a store that is down or silent becomes a 503 naming the cause, a
 /// session that kept changing under parallel requests a 409, any other error a 500.
-pub fn respond<S: Store, C: Codec>(manager: &SessionManager<S, C>, mut request: Request) {
-    let response = handle(manager, &mut request, |request, session| {
-        let (status, body) = route(session, request.method(), request.url())?;
+pub fn respond<S: Store>(app: &App<S>, mut request: Request) {
+    let response = handle(&app.manager, &mut request, |request, session| {
+        let (status, body) = route(app, session, request.method(), request.url())?;
         Ok::<_, server_session::Error>(text(status, body))
     });
     let response = response.unwrap_or_else(|err| {
@@ -247,8 +319,9 @@ fn text(status: u16, body: String) -> Response<Cursor<Vec<u8>>> {
 }
 
 /// The demo's routes: `(status, body)` for a request, using the session.
-pub fn route<S: Store, C: Codec>(
-    session: &mut Session<'_, S, C>,
+pub fn route<S: Store>(
+    app: &App<S>,
+    session: &mut Session<'_, S>,
     method: &Method,
     url: &str,
 ) -> Result<(u16, String)> {
@@ -259,6 +332,8 @@ pub fn route<S: Store, C: Codec>(
     };
     match (method, path) {
         (Method::Get, "/health") => Ok((200, "ok".into())),
+        (Method::Get, "/metrics") => Ok((200, app.metrics.prometheus())),
+        (Method::Get, "/logout-everywhere") => log_out_everywhere(app, session),
         (Method::Get, "/") => {
             let mut body = String::new();
             for (_, message) in session.take_flashes()? {
@@ -281,6 +356,9 @@ pub fn route<S: Store, C: Codec>(
             Some(user) => {
                 let remember = query_param(query, "remember").is_some_and(|r| r == "1");
                 log_in(session, &user, remember)?;
+                if let Some(accounts) = &app.accounts {
+                    (accounts.tie)(session, &user)?;
+                }
                 Ok((200, format!("user={user}")))
             }
             None => Ok((400, "missing ?user=NAME".into())),
@@ -308,6 +386,25 @@ fn log_in<S: Store, C: Codec>(
     session.flash("message", &format!("welcome, {user}"))?;
     session.set_permanent(remember)?;
     session.set_lifetime(if remember { REMEMBERED } else { SIGNED_IN })
+}
+
+/// Ends every session of the logged-in user, this one included.
+fn log_out_everywhere<S: Store>(
+    app: &App<S>,
+    session: &mut Session<'_, S>,
+) -> Result<(u16, String)> {
+    let Some(accounts) = &app.accounts else {
+        return Ok((
+            501,
+            "this store keeps no user index (memcached cannot)".into(),
+        ));
+    };
+    let Some(user) = session.user()? else {
+        return Ok((403, "not logged in".into()));
+    };
+    let ended = (accounts.log_out_everywhere)(&app.manager, &user)?;
+    session.destroy();
+    Ok((200, format!("ended {ended} sessions of {user}")))
 }
 
 /// The percent-decoded value of `name` in a query string; `None` when absent or not UTF-8.

@@ -20,15 +20,18 @@ use server_session::SessionManager;
 use tiny_http::Server;
 
 /// Starts the demo's workers on an ephemeral port; they live until the test process ends.
-fn start<S: Store + 'static>(
-    store: S,
-    secret: Option<&str>,
-) -> (SocketAddr, Arc<SessionManager<S>>) {
-    let manager = Arc::new(SessionManager::new(store, demo::config(secret).unwrap()).unwrap());
+fn start<S: Store + 'static>(store: S, secret: Option<&str>) -> (SocketAddr, Arc<demo::App<S>>) {
+    let app = demo::App::new(store, demo::config(secret).unwrap()).unwrap();
+    serve(app)
+}
+
+/// Serves `app` on an ephemeral port with two workers.
+fn serve<S: Store + 'static>(app: demo::App<S>) -> (SocketAddr, Arc<demo::App<S>>) {
+    let app = Arc::new(app);
     let server = Server::http("127.0.0.1:0").unwrap();
     let addr = server.server_addr().to_ip().unwrap();
-    demo::serve(Arc::new(server), Arc::clone(&manager), 2);
-    (addr, manager)
+    demo::serve(Arc::new(server), Arc::clone(&app), 2);
+    (addr, app)
 }
 
 #[derive(Debug)]
@@ -119,7 +122,7 @@ fn key(cookie: &str) -> String {
 
 #[test]
 fn visits_count_with_the_cookie_jar() {
-    let (addr, manager) = start(MemoryStore::new(), None);
+    let (addr, app) = start(MemoryStore::new(), None);
     let first = get(addr, "/", None);
     assert_eq!((first.status, first.body.as_str()), (200, "visits=1"));
     assert_eq!(
@@ -128,7 +131,7 @@ fn visits_count_with_the_cookie_jar() {
     );
     assert_eq!(first.header("Vary"), Some("Cookie"));
     let jar = first.cookie();
-    assert!(manager.store().load(&key(&jar)).unwrap().is_some());
+    assert!(app.manager.store().load(&key(&jar)).unwrap().is_some());
     let second = get(addr, "/", Some(&jar));
     assert_eq!((second.status, second.body.as_str()), (200, "visits=2"));
     assert_eq!(second.cookie(), jar, "the id stays the same");
@@ -138,10 +141,10 @@ fn visits_count_with_the_cookie_jar() {
 fn file_store_sessions_are_owner_only_files() {
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
-    let (addr, manager) = start(FileStore::new(dir.path()).unwrap(), None);
+    let (addr, app) = start(FileStore::new(dir.path()).unwrap(), None);
     let jar = get(addr, "/", None).cookie();
     assert_eq!(get(addr, "/", Some(&jar)).body, "visits=2");
-    assert!(manager.store().load(&key(&jar)).unwrap().is_some());
+    assert!(app.manager.store().load(&key(&jar)).unwrap().is_some());
     let entries: Vec<_> = std::fs::read_dir(dir.path())
         .unwrap()
         .map(|e| e.unwrap())
@@ -155,13 +158,13 @@ fn file_store_sessions_are_owner_only_files() {
 #[test]
 fn login_regenerates_the_id_and_the_old_one_is_dead() {
     let dir = tempfile::tempdir().unwrap();
-    let (addr, manager) = start(FileStore::new(dir.path()).unwrap(), None);
+    let (addr, app) = start(FileStore::new(dir.path()).unwrap(), None);
     let old = get(addr, "/", None).cookie();
     let login = get(addr, "/login?user=ada", Some(&old));
     assert_eq!((login.status, login.body.as_str()), (200, "user=ada"));
     let new = login.cookie();
     assert_ne!(new, old);
-    assert_eq!(manager.store().load(&key(&old)).unwrap(), None);
+    assert_eq!(app.manager.store().load(&key(&old)).unwrap(), None);
     let replay = get(addr, "/", Some(&old));
     assert_eq!(replay.body, "visits=1", "the old id must not work");
     assert_ne!(replay.cookie(), old);
@@ -175,7 +178,7 @@ fn login_regenerates_the_id_and_the_old_one_is_dead() {
 
 #[test]
 fn the_first_page_after_a_login_greets_once() {
-    let (addr, _manager) = start(MemoryStore::new(), None);
+    let (addr, _app) = start(MemoryStore::new(), None);
     let jar = get(addr, "/login?user=J%C3%BCrgen", None).cookie();
     assert_eq!(
         get(addr, "/whoami", Some(&jar)).body,
@@ -195,7 +198,7 @@ fn stored_lifetime(manager: &SessionManager<MemoryStore>, cookie: &str) -> Optio
 
 #[test]
 fn remember_me_keeps_a_30_day_cookie_and_a_plain_login_a_browser_session_one() {
-    let (addr, manager) = start(MemoryStore::new(), None);
+    let (addr, app) = start(MemoryStore::new(), None);
     let remembered = get(addr, "/login?user=ada&remember=1", None);
     assert_eq!(remembered.body, "user=ada");
     let expires = expires_of(remembered.set_cookie().unwrap()).expect("a lasting cookie");
@@ -203,7 +206,7 @@ fn remember_me_keeps_a_30_day_cookie_and_a_plain_login_a_browser_session_one() {
     let thirty_days = demo::REMEMBERED.as_secs();
     assert!(ahead.as_secs().abs_diff(thirty_days) < 5, "{ahead:?}");
     let jar = remembered.cookie();
-    assert_eq!(stored_lifetime(&manager, &jar), Some(thirty_days));
+    assert_eq!(stored_lifetime(&app.manager, &jar), Some(thirty_days));
     let refreshed = get(addr, "/whoami", Some(&jar));
     assert!(expires_of(refreshed.set_cookie().unwrap()).is_some());
 
@@ -216,7 +219,7 @@ fn remember_me_keeps_a_30_day_cookie_and_a_plain_login_a_browser_session_one() {
     );
     let jar = plain.cookie();
     assert_eq!(
-        stored_lifetime(&manager, &jar),
+        stored_lifetime(&app.manager, &jar),
         Some(demo::SIGNED_IN.as_secs())
     );
     assert_eq!(get(addr, "/whoami", Some(&jar)).body, "user=bob");
@@ -224,34 +227,34 @@ fn remember_me_keeps_a_30_day_cookie_and_a_plain_login_a_browser_session_one() {
 
 #[test]
 fn whoami_reads_without_rewriting_the_data() {
-    let (addr, manager) = start(CountingStore::default(), None);
+    let (addr, app) = start(CountingStore::default(), None);
     let jar = get(addr, "/login?user=ada", None).cookie();
-    let stored = manager.store().inner.load(&key(&jar)).unwrap();
-    let counts = manager.store().counts();
+    let stored = app.manager.store().inner.load(&key(&jar)).unwrap();
+    let counts = app.manager.store().counts();
     let whoami = get(addr, "/whoami", Some(&jar));
     assert_eq!((whoami.status, whoami.body.as_str()), (200, "user=ada"));
     if whoami.set_cookie().is_some() {
         assert_eq!(whoami.cookie(), jar, "only a refresh of the same id");
     }
-    let after = manager.store().counts();
+    let after = app.manager.store().counts();
     assert_eq!(
         (after[1], after[2]),
         (counts[1], counts[2]),
         "no create, no save"
     );
-    assert_eq!(manager.store().inner.load(&key(&jar)).unwrap(), stored);
+    assert_eq!(app.manager.store().inner.load(&key(&jar)).unwrap(), stored);
     let anonymous = get(addr, "/whoami", None);
     assert_eq!(
         (anonymous.body.as_str(), anonymous.set_cookie()),
         ("user=", None)
     );
-    assert_eq!(manager.store().inner.len(), 1);
+    assert_eq!(app.manager.store().inner.len(), 1);
 }
 
 #[test]
 fn logout_sends_the_deletion_cookie_and_removes_the_entry() {
     let dir = tempfile::tempdir().unwrap();
-    let (addr, manager) = start(FileStore::new(dir.path()).unwrap(), None);
+    let (addr, app) = start(FileStore::new(dir.path()).unwrap(), None);
     let jar = get(addr, "/login?user=ada", None).cookie();
     let logout = get(addr, "/logout", Some(&jar));
     assert_eq!((logout.status, logout.body.as_str()), (200, "logged out"));
@@ -260,17 +263,17 @@ fn logout_sends_the_deletion_cookie_and_removes_the_entry() {
         deletion.starts_with("session=;") && deletion.contains("Max-Age=0"),
         "{deletion}"
     );
-    assert_eq!(manager.store().load(&key(&jar)).unwrap(), None);
+    assert_eq!(app.manager.store().load(&key(&jar)).unwrap(), None);
     assert_eq!(get(addr, "/whoami", Some(&jar)).body, "user=");
 }
 
 #[test]
 fn login_needs_a_user_and_unknown_routes_are_404() {
-    let (addr, manager) = start(MemoryStore::new(), None);
+    let (addr, app) = start(MemoryStore::new(), None);
     assert_eq!(get(addr, "/login", None).status, 400);
     assert_eq!(get(addr, "/login?user=", None).status, 400);
     assert_eq!(get(addr, "/login?user=%zz", None).status, 400);
-    assert!(manager.store().is_empty());
+    assert!(app.manager.store().is_empty());
     assert_eq!(
         get(addr, "/login?x=1&user=J%C3%BCrgen+X", None).body,
         "user=Jürgen X"
@@ -316,18 +319,18 @@ fn assert_fresh(addr: SocketAddr, cookie_lines: &[&str], known: &[&str]) {
 
 #[test]
 fn hostile_cookies_get_a_fresh_session() {
-    let (addr, manager) = start(MemoryStore::new(), None);
+    let (addr, app) = start(MemoryStore::new(), None);
     let real = get(addr, "/", None).cookie();
     for cookie in hostile_cookies() {
         assert_fresh(addr, &[&cookie], &[&real]);
     }
     assert_fresh(addr, &["session=junk", "session=", "theme=dark"], &[&real]);
-    assert_eq!(manager.store().len(), 1 + hostile_cookies().len() + 1);
+    assert_eq!(app.manager.store().len(), 1 + hostile_cookies().len() + 1);
 }
 
 #[test]
 fn forged_signatures_get_a_fresh_session() {
-    let (addr, _manager) = start(MemoryStore::new(), Some("demo secret"));
+    let (addr, _app) = start(MemoryStore::new(), Some("demo secret"));
     let real = get(addr, "/", None).cookie();
     assert!(real.contains('.'), "signed: {real}");
     assert_eq!(get(addr, "/", Some(&real)).body, "visits=2");
@@ -353,7 +356,7 @@ fn forged_signatures_get_a_fresh_session() {
 /// the connection without a response, before our code runs. The worker must stay healthy.
 #[test]
 fn non_utf8_header_bytes_are_dropped_by_tiny_http_without_harm() {
-    let (addr, manager) = start(MemoryStore::new(), None);
+    let (addr, app) = start(MemoryStore::new(), None);
     let raw: &[&[u8]] = &[
         b"GET / HTTP/1.1\r\nHost: x\r\nCookie: session=\xff\xfe\x80\r\nConnection: close\r\n\r\n",
         b"GET / HTTP/1.1\r\nHost: x\r\nCookie: theme=caf\xc3\xa9\r\nConnection: close\r\n\r\n",
@@ -366,7 +369,7 @@ fn non_utf8_header_bytes_are_dropped_by_tiny_http_without_harm() {
             String::from_utf8_lossy(&response)
         );
     }
-    assert!(manager.store().is_empty(), "our handler never ran");
+    assert!(app.manager.store().is_empty(), "our handler never ran");
     assert_eq!(
         get(addr, "/", None).body,
         "visits=1",
@@ -378,7 +381,7 @@ fn non_utf8_header_bytes_are_dropped_by_tiny_http_without_harm() {
 /// an unavailable store's 503 is in tests/outage.rs.
 #[test]
 fn other_errors_answer_500_with_the_reason() {
-    let (addr, _manager) = start(NullStore, None);
+    let (addr, _app) = start(NullStore, None);
     let reply = get(addr, "/", None);
     assert_eq!(reply.status, 500);
     assert!(
@@ -397,7 +400,7 @@ fn other_errors_answer_500_with_the_reason() {
 
 #[test]
 fn head_is_answered_like_get_without_a_body() {
-    let (addr, manager) = start(MemoryStore::new(), None);
+    let (addr, app) = start(MemoryStore::new(), None);
     for path in demo::ROUTES {
         let get = get(addr, path, None);
         let response = exchange(addr, &request("HEAD", path, &[]));
@@ -414,7 +417,7 @@ fn head_is_answered_like_get_without_a_body() {
         assert_eq!(has_cookie, get.set_cookie().is_some(), "{path}: {head}");
     }
     assert_eq!(
-        manager.store().len(),
+        app.manager.store().len(),
         2,
         "GET / and HEAD / each stored a session"
     );
@@ -422,13 +425,13 @@ fn head_is_answered_like_get_without_a_body() {
 
 #[test]
 fn health_answers_ok_without_reading_the_session() {
-    let (addr, manager) = start(CountingStore::default(), None);
+    let (addr, app) = start(CountingStore::default(), None);
     let jar = get(addr, "/", None).cookie();
-    manager.store().reset();
+    app.manager.store().reset();
     let health = get(addr, "/health", Some(&jar));
     assert_eq!((health.status, health.body.as_str()), (200, "ok"));
     assert_eq!(health.header("Vary"), None, "the session was never read");
-    let [loads, creates, saves, ..] = manager.store().counts();
+    let [loads, creates, saves, ..] = app.manager.store().counts();
     assert_eq!((loads, creates, saves), (0, 0, 0));
 }
 
@@ -447,10 +450,11 @@ fn usage_lists_every_route() {
 
 #[test]
 fn every_listed_route_is_served() {
-    let (addr, _manager) = start(MemoryStore::new(), None);
+    let config = demo::config(None).unwrap();
+    let (addr, _app) = serve(demo::App::with_accounts(MemoryStore::new(), config).unwrap());
     for path in demo::ROUTES {
         let status = get(addr, path, None).status;
-        assert!(status == 200 || status == 400, "{path}: {status}");
+        assert!([200, 400, 403].contains(&status), "{path}: {status}");
     }
 }
 
@@ -501,10 +505,10 @@ fn shared_counter<S: Store + 'static>(test: &str, store: Option<S>) {
     let Some(store) = store else {
         return conformance::service_unavailable(test);
     };
-    let manager = Arc::new(SessionManager::new(store, demo::config(None).unwrap()).unwrap());
+    let app = Arc::new(demo::App::new(store, demo::config(None).unwrap()).unwrap());
     let server = Server::http("127.0.0.1:0").unwrap();
     let addr = server.server_addr().to_ip().unwrap();
-    demo::serve(Arc::new(server), manager, CLIENTS);
+    demo::serve(Arc::new(server), app, CLIENTS);
     let first = get(addr, "/incr?key=shared", None);
     assert_eq!((first.status, first.body.as_str()), (200, "shared=1"));
     let cookie = first.cookie();
@@ -600,4 +604,61 @@ fn shared_counter_on_mongodb() {
     let store = url("SERVER_SESSION_MONGODB_URL")
         .map(|u| server_session::store::MongoStore::open(&u).unwrap());
     shared_counter("shared_counter_on_mongodb", store);
+}
+
+/// `/logout-everywhere` ends every session of the logged-in user, this one included, and no
+/// one else's.
+#[test]
+fn logout_everywhere_ends_every_session_of_the_user() {
+    let config = demo::config(None).unwrap();
+    let (addr, _app) = serve(demo::App::with_accounts(MemoryStore::new(), config).unwrap());
+    let ada = [(); 2].map(|()| get(addr, "/login?user=ada", None).cookie());
+    let bob = get(addr, "/login?user=bob", None).cookie();
+    let ended = get(addr, "/logout-everywhere", Some(&ada[0]));
+    assert_eq!(
+        (ended.status, ended.body.as_str()),
+        (200, "ended 2 sessions of ada")
+    );
+    for jar in &ada {
+        assert_eq!(get(addr, "/whoami", Some(jar)).body, "user=");
+    }
+    assert_eq!(get(addr, "/whoami", Some(&bob)).body, "user=bob");
+    let anonymous = get(addr, "/logout-everywhere", None);
+    assert_eq!(anonymous.status, 403);
+}
+
+/// On a store without a user index the route says so.
+#[test]
+fn logout_everywhere_needs_a_user_index() {
+    let (addr, _app) = start(MemoryStore::new(), None);
+    let jar = get(addr, "/login?user=ada", None).cookie();
+    let reply = get(addr, "/logout-everywhere", Some(&jar));
+    assert_eq!(reply.status, 501, "{}", reply.body);
+}
+
+/// `/metrics` serves the session event counters in the Prometheus text format.
+#[test]
+fn metrics_count_the_session_events() {
+    let (addr, _app) = start(MemoryStore::new(), None);
+    let jar = get(addr, "/", None).cookie();
+    get(addr, "/", Some(&jar));
+    get(
+        addr,
+        "/",
+        Some("session=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"),
+    );
+    let metrics = get(addr, "/metrics", None);
+    assert_eq!(metrics.status, 200);
+    for line in [
+        "# TYPE server_session_events_total counter",
+        "server_session_events_total{event=\"loaded\"} 1",
+        "server_session_events_total{event=\"unknown_id\"} 1",
+        "server_session_events_total{event=\"bad_signature\"} 0",
+    ] {
+        assert!(
+            metrics.body.lines().any(|l| l == line),
+            "{line:?} in {}",
+            metrics.body
+        );
+    }
 }

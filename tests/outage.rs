@@ -17,7 +17,6 @@ use std::time::{Duration, Instant};
 use common::{free_port, RedisServer};
 use server_session::store::conformance::service_unavailable;
 use server_session::store::RedisStore;
-use server_session::SessionManager;
 use tiny_http::Server;
 
 /// `GET path` with an optional cookie: (status, body, Set-Cookie pair) and how long it took.
@@ -57,10 +56,10 @@ fn an_outage_fails_only_the_requests_that_need_the_store() {
         return service_unavailable("outage: redis-server is not installed");
     };
     let store = RedisStore::open(&format!("redis://127.0.0.1:{port}/0")).unwrap();
-    let manager = Arc::new(SessionManager::new(store, demo::config(None).unwrap()).unwrap());
+    let app = Arc::new(demo::App::new(store, demo::config(None).unwrap()).unwrap());
     let server = Server::http("127.0.0.1:0").unwrap();
     let addr = server.server_addr().to_ip().unwrap();
-    demo::serve(Arc::new(server), manager, 2);
+    demo::serve(Arc::new(server), app, 2);
 
     let ((status, body, cookie), _) = get(addr, "/", None);
     assert_eq!((status, body.as_str()), (200, "visits=1"));
