@@ -1,11 +1,14 @@
 //! In-process costs: cookie parsing + signature verification, id generation, and one full
-//! request cycle on the MemoryStore with signing on.
+//! request cycle on the MemoryStore with signing on, without an events hook and with the
+//! `SessionMetrics` counters.
 
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use server_session::store::MemoryStore;
-use server_session::{SessionId, SessionManager, Signer};
+use std::sync::Arc;
+
+use server_session::{SessionId, SessionManager, SessionMetrics, Signer};
 
 mod support;
 use support::{browser_header, cycle, signed_config, stored_session};
@@ -45,6 +48,14 @@ fn memory_request_cycle(c: &mut Criterion) {
         "request cycle: open, get, insert, commit (MemoryStore, signed)",
         |b| b.iter(|| cycle(&manager, &header)),
     );
+    let (manager, header) = signed_session();
+    let metrics = Arc::new(SessionMetrics::default());
+    let manager = manager.with_events(Arc::clone(&metrics));
+    c.bench_function(
+        "request cycle: open, get, insert, commit (MemoryStore, signed, SessionMetrics hook)",
+        |b| b.iter(|| cycle(&manager, &header)),
+    );
+    assert!(metrics.count(server_session::SessionEvent::Loaded) > 0);
 }
 
 criterion_group!(
