@@ -27,8 +27,7 @@ if [ $# -gt 0 ]; then
   exit
 fi
 cargo fmt --all -- --check
-cargo clippy --all-targets --all-features -- -D warnings
-cargo clippy -p server-session-benches --all-targets --all-features -- -D warnings
+cargo clippy --workspace --all-targets --all-features -- -D warnings # the crate and benches/
 bash scripts/python_checks.sh
 bash scripts/features.sh
 RUSTDOCFLAGS="-D warnings" cargo doc --all-features --no-deps
