@@ -21,8 +21,9 @@
 #    session per request); then the demo on MemoryStore through >= 1 million new sessions (and
 #    >= 150 s) with a 2-second lifetime, sampling VmRSS.
 #
-# Servers are not started here unless BENCH_START_SERVICES=1 (which runs scripts/services.sh
-# and scripts/mongodb.sh first); a store whose server does not answer is reported as skipped.
+# Servers are not started here unless BENCH_START_SERVICES=1 (which runs scripts/services.sh,
+# scripts/mongodb.sh and scripts/cluster.sh for the memcached of SERVER_SESSION_MEMCACHED_URL
+# first, and leaves them running); a store whose server does not answer is reported as skipped.
 # Server CPU affinity is restored on exit.
 #
 # Environment: BENCH_STORES (default "memory file redis memcached sqlite postgres mongodb"),
@@ -78,6 +79,8 @@ say "$(sed -n 's/^load_start=/load average at start: /p' "$OUT/machine.txt")"
 if [ "${BENCH_START_SERVICES:-0}" = 1 ]; then
   bash scripts/services.sh >"$OUT/logs/services.log" 2>&1 || say "services.sh failed (see $OUT/logs/services.log)"
   bash scripts/mongodb.sh >>"$OUT/logs/services.log" 2>&1 || say "mongodb.sh failed (see $OUT/logs/services.log)"
+  SERVER_SESSION_MEMCACHED_CLUSTER_URL=$SERVER_SESSION_MEMCACHED_URL bash scripts/cluster.sh memcached \
+    >>"$OUT/logs/services.log" 2>&1 || say "cluster.sh memcached failed (see $OUT/logs/services.log)"
 fi
 python_venv() {
   if ! "$VENV/bin/python" -c 'import flask_session' 2>/dev/null; then

@@ -2,10 +2,15 @@
 # Starts, idempotently, the local clusters the scale-out tests run against, and fails loudly
 # unless they are healthy:
 #
-#   - Redis Cluster: 6 nodes on 127.0.0.1:7000-7005, 3 masters and 3 replicas, each node with
+#   - Redis Cluster: 6 nodes (default 127.0.0.1:7000-7005), 3 masters and 3 replicas, each node with
 #     `--cluster-node-timeout 2000` (a failed master is replaced within a few seconds) and
 #     `--cluster-require-full-coverage no` (the other shards keep serving meanwhile), no persistence;
-#   - memcached: 3 instances on 127.0.0.1:11212-11214, with 2 MiB items (`-I 2m`).
+#   - memcached: 3 instances (default 127.0.0.1:11212-11214), with 2 MiB items (`-I 2m`).
+#
+# The ports are those of SERVER_SESSION_REDIS_CLUSTER_URL and SERVER_SESSION_MEMCACHED_CLUSTER_URL
+# when they are set (the tests inherit them, so a test that restarts a node restarts it on the
+# right port); the pid file of every server is in the state directory (redis-PORT/redis.pid,
+# memcached-PORT.pid), for scripts/test.sh to stop the servers it started.
 #
 #   bash scripts/cluster.sh [redis|memcached]     # both when no argument is given
 #
@@ -24,8 +29,12 @@
 set -euo pipefail
 
 DIR="${SERVER_SESSION_CLUSTER_DIR:-${TMPDIR:-/tmp}/server-session-cluster}"
-REDIS_PORTS=(7000 7001 7002 7003 7004 7005)
-MEMCACHED_PORTS=(11212 11213 11214)
+# The ports of a URL such as redis+cluster://127.0.0.1:7000,127.0.0.1:7001 (one a line).
+url_ports() { local rest=${1#*://}; rest=${rest##*@}; tr ',' '\n' <<<"${rest%%/*}" | sed 's/.*://'; }
+mapfile -t REDIS_PORTS < <(url_ports "${SERVER_SESSION_REDIS_CLUSTER_URL:-redis+cluster://127.0.0.1:7000,\
+127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003,127.0.0.1:7004,127.0.0.1:7005}")
+mapfile -t MEMCACHED_PORTS < <(url_ports "${SERVER_SESSION_MEMCACHED_CLUSTER_URL:-memcache://127.0.0.1:11212,\
+127.0.0.1:11213,127.0.0.1:11214}")
 WAIT_SECONDS=45
 
 fail() { echo "cluster.sh: $*" >&2; exit 1; }
@@ -95,7 +104,7 @@ redis_cluster_healthy() {
     fi
   done
   local nodes
-  nodes=$(cli 7000 cluster nodes)
+  nodes=$(cli "${REDIS_PORTS[0]}" cluster nodes)
   ! grep -q fail <<<"$nodes" || return 1
   # 3 masters, each with a replica.
   awk '$3 ~ /master/ { masters[$1] = 1 } $3 ~ /slave/ { replicas[$4]++ }
@@ -137,22 +146,24 @@ ensure_redis_cluster() {
       >"$DIR/create.log" 2>&1 || { cat "$DIR/create.log" >&2; fail "redis-cli --cluster create failed"; }
   fi
   if ! wait_for redis_cluster_healthy; then
-    cli 7000 cluster nodes >&2 || true
-    fail "the Redis Cluster on 127.0.0.1:7000-7005 is not healthy after ${WAIT_SECONDS} s; if a node" \
+    cli "${REDIS_PORTS[0]}" cluster nodes >&2 || true
+    fail "the Redis Cluster on ports ${REDIS_PORTS[*]} is not healthy after ${WAIT_SECONDS} s; if a node" \
       "lost its state, stop all six (redis-cli -p PORT shutdown nosave) and run this script again"
   fi
-  echo "cluster.sh: Redis Cluster is up (redis+cluster://127.0.0.1:7000,127.0.0.1:7001,127.0.0.1:7002)"
+  echo "cluster.sh: Redis Cluster is up on 127.0.0.1, ports ${REDIS_PORTS[*]}"
 }
 
 # ------------------------------------------------------------------------------------------------
 # memcached
 # ------------------------------------------------------------------------------------------------
 
-# memcached's `stats settings` on a port (empty when nothing answers).
-memcached_settings() {
-  (exec 3<>"/dev/tcp/127.0.0.1/$1" && printf 'stats settings\r\nquit\r\n' >&3 && timeout 2 cat <&3) \
+# memcached's `stats [group]` on a port (empty when nothing answers).
+memcached_stats() {
+  (exec 3<>"/dev/tcp/127.0.0.1/$1" && printf 'stats%s\r\nquit\r\n' "${2:+ $2}" >&3 && timeout 2 cat <&3) \
     2>/dev/null | tr -d '\r' || true
 }
+
+memcached_settings() { memcached_stats "$1" settings; }
 
 memcached_up() { memcached_settings "$1" | grep -q '^STAT item_size_max '; }
 
@@ -174,8 +185,10 @@ ensure_memcached_instances() {
     item_max=$(memcached_settings "$port" | sed -n 's/^STAT item_size_max //p')
     [ "$item_max" -ge 2097152 ] \
       || fail "the memcached on 127.0.0.1:$port has item_size_max $item_max; the tests need -I 2m"
+    # The pid file comes from `stats`: memcached running as user memcache cannot write into $DIR.
+    memcached_stats "$port" | sed -n 's/^STAT pid //p' >"$DIR/memcached-$port.pid"
   done
-  echo "cluster.sh: memcached instances are up (memcache://127.0.0.1:11212,127.0.0.1:11213,127.0.0.1:11214)"
+  echo "cluster.sh: memcached instances are up on 127.0.0.1, ports ${MEMCACHED_PORTS[*]}"
 }
 
 lock

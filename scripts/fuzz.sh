@@ -2,12 +2,16 @@
 # Runs every fuzz target for SECONDS each (default 30). Seeds come from fuzz/corpus/<target>
 # (committed, never written to); what the fuzzer finds goes to fuzz/scratch/<target>.
 # A crash stops the script with libFuzzer's report; the input is kept under fuzz/artifacts/.
+# cargo-fuzz is installed on first use into target/tools.
 set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
 seconds=${1:-30}
 export RUSTC_BOOTSTRAP=1
 
-command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked
+# cargo-fuzz lives in the build folder (../target/tools/bin), never in the global cargo bin.
+TOOLS="$PWD/../target/tools"
+[ -x "$TOOLS/bin/cargo-fuzz" ] || cargo install --root "$TOOLS" cargo-fuzz --locked
+export PATH="$TOOLS/bin:$PATH"
 cargo fuzz build -O
 for target in $(cargo fuzz list); do
   mkdir -p "scratch/$target"

@@ -5,15 +5,17 @@
 #
 #   bash scripts/mongodb.sh          # then: SERVER_SESSION_MONGODB_URL=$URL cargo test ...
 #
-# Environment: MONGODB_PORT (default 27017).
+# Environment: MONGODB_PORT (default 27017), MONGODB_DIR (its data, log and pid file; default
+# target/secantusdb). The virtualenv is always target/secantusdb/venv.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PORT="${MONGODB_PORT:-27017}"
 URL="mongodb://127.0.0.1:${PORT}/?directConnection=true"
 VENV="target/secantusdb/venv"
-DATA="target/secantusdb/data"
-LOG="target/secantusdb/secantusd.log"
+DIR="${MONGODB_DIR:-target/secantusdb}"
+DATA="$DIR/data"
+LOG="$DIR/secantusd.log"
 # Exact pins: pip finds the SecantusDB pre-release only when asked for this exact version.
 PINS=(SecantusDB==0.7.0b3 pymongo==4.20.1 numpy==2.4.6 shapely==2.2.0 s2sphere==0.2.5
   python-dateutil==4.0.0 dnspython==2.9.2 future==1.0.0 tzdata==2026.6)
@@ -47,6 +49,7 @@ start() {
   nohup "$VENV/bin/secantusd-py" --host 127.0.0.1 --port "$PORT" \
     --storage-path "$DATA" --log-level WARNING >>"$LOG" 2>&1 </dev/null &
   local pid=$!
+  echo "$pid" >"$DIR/secantusd.pid"
   for _ in $(seq 1 60); do
     if ping; then
       echo "mongodb.sh: SecantusDB answers on $URL (pid $pid)"

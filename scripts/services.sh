@@ -1,9 +1,8 @@
 #!/usr/bin/env bash
-# Checks (and starts, where it can) every server the test suite talks to, and fails loudly
-# when one is missing. Each later store adds its `ensure_*` function and a call below.
-#
-# The current suite (null, memory and filesystem stores, adapters, demo) needs no external
-# server: the filesystem tests use temporary directories on the local disk.
+# Checks (and starts, where it can) the shared servers the test suite talks to, PostgreSQL and
+# Redis, and fails loudly when one is missing; installs memcached. The servers the suite needs
+# with its own settings (memcached with 2 MiB items, the clusters, SecantusDB) are started on
+# ports of their own, and stopped again, by scripts/test.sh (scripts/test_services.sh).
 set -euo pipefail
 
 require() {
@@ -67,42 +66,7 @@ ensure_redis() {
   echo "services.sh: Redis $version is up (redis://127.0.0.1:6379/)"
 }
 
-# Prints memcached's `stats settings` (empty when nothing answers on 127.0.0.1:11211).
-memcached_settings() {
-  (exec 3<>/dev/tcp/127.0.0.1/11211 && printf 'stats settings\r\nquit\r\n' >&3 && timeout 2 cat <&3) 2>/dev/null \
-    | tr -d '\r' || true
-}
-
-memcached_up() { memcached_settings | grep -q '^STAT item_size_max '; }
-
-# memcached on 127.0.0.1:11211 with 2 MiB items (the conformance suite stores a 1 MiB value,
-# which memcached's default 1 MiB item limit cannot hold with its key and header), for the
-# MemcachedStore tests (SERVER_SESSION_MEMCACHED_URL, exported by scripts/test.sh).
-ensure_memcached() {
-  install_if_missing memcached memcached
-  if ! memcached_up; then
-    echo "services.sh: starting memcached"
-    local user=()
-    if [ "$(id -u)" = 0 ]; then
-      if id memcache >/dev/null 2>&1; then user=(-u memcache); else user=(-u root); fi
-    fi
-    memcached -d "${user[@]}" -l 127.0.0.1 -p 11211 -I 2m
-    wait_for memcached_up || true
-  fi
-  memcached_up || { echo "services.sh: memcached is not answering on 127.0.0.1:11211" >&2; exit 1; }
-  local item_max
-  item_max=$(memcached_settings | sed -n 's/^STAT item_size_max //p')
-  if [ "$item_max" -lt 2097152 ]; then
-    echo "services.sh: the memcached on 127.0.0.1:11211 has item_size_max $item_max; the tests" \
-      "need 2 MiB: restart it with -I 2m" >&2
-    exit 1
-  fi
-  echo "services.sh: memcached is up (memcache://127.0.0.1:11211, item_size_max $item_max)"
-}
-
 require cargo
 ensure_postgres
 ensure_redis
-ensure_memcached
-bash "$(dirname "$0")/mongodb.sh" # SecantusDB on 127.0.0.1:27017 (SERVER_SESSION_MONGODB_URL)
-bash "$(dirname "$0")/cluster.sh" # Redis Cluster on 127.0.0.1:7000-7005, memcached on 11212-11214
+install_if_missing memcached memcached # scripts/test.sh starts its own instances
