@@ -7,7 +7,7 @@ use server_session::codec::{Codec, Json, MsgPack, SessionMap, Value};
 
 /// `_permanent`, a user name, a visit counter, a float and a short list.
 fn session() -> SessionMap {
-    let mut map = SessionMap::new();
+    let mut map = SessionMap::default();
     map.insert("_permanent".to_owned(), Value::Boolean(true));
     map.insert("user".to_owned(), Value::from("alice@example.com"));
     map.insert("visits".to_owned(), Value::from(1234_u64));

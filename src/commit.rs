@@ -316,8 +316,8 @@ fn cookie_for<S: Store, C: Codec>(
     permanent: bool,
     expires: SystemTime,
 ) -> String {
-    let signed_cookie = session.signed_cookie.as_deref();
+    let signed = session.signed.as_ref();
     session
         .manager
-        .session_cookie(id, signed_cookie, permanent, expires)
+        .session_cookie(id, signed, permanent, expires)
 }

@@ -1,7 +1,10 @@
 //! Reading the `Cookie` request header and writing `Set-Cookie` values.
 
+use std::cell::Cell;
 use std::fmt::Write;
-use std::time::SystemTime;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use arrayvec::ArrayString;
 
 use crate::Config;
 
@@ -14,10 +17,37 @@ use crate::Config;
 /// assert_eq!(values(header, "session").collect::<Vec<_>>(), ["abc", "def"]);
 /// ```
 pub fn values<'h>(header: &'h str, name: &'h str) -> impl Iterator<Item = &'h str> + 'h {
-    header.split(';').filter_map(move |pair| {
-        let (key, value) = pair.split_once('=')?;
-        (key.trim_matches(is_space) == name).then(|| unquote(value.trim_matches(is_space)))
-    })
+    Pairs(Some(header)).filter_map(move |pair| value_of(pair, name))
+}
+
+/// The `;`-separated pairs of a `Cookie` header, as they are.
+struct Pairs<'h>(Option<&'h str>);
+
+impl<'h> Iterator for Pairs<'h> {
+    type Item = &'h str;
+
+    fn next(&mut self) -> Option<&'h str> {
+        let rest = self.0?;
+        match memchr::memchr(b';', rest.as_bytes()) {
+            Some(end) => {
+                self.0 = Some(&rest[end + 1..]);
+                Some(&rest[..end])
+            }
+            None => {
+                self.0 = None;
+                Some(rest)
+            }
+        }
+    }
+}
+
+/// The value of `pair` when its name (before the first `=`, spaces and tabs around it
+/// ignored) is `name`: trimmed the same way and unquoted. Most pairs are rejected by their
+/// first bytes, without looking for the `=`.
+fn value_of<'h>(pair: &'h str, name: &str) -> Option<&'h str> {
+    let after_name = pair.trim_start_matches(is_space).strip_prefix(name)?;
+    let value = after_name.trim_start_matches(is_space).strip_prefix('=')?;
+    Some(unquote(value.trim_matches(is_space)))
 }
 
 fn is_space(c: char) -> bool {
@@ -46,10 +76,35 @@ pub(crate) fn session_cookie(
     out.push('=');
     write_value(&mut out);
     if let Some(expires) = expires {
-        let _ = write!(out, "; Expires={}", httpdate::HttpDate::from(expires));
+        out.push_str("; Expires=");
+        push_http_date(&mut out, expires);
     }
     push_attributes(&mut out, config);
     out
+}
+
+/// The length of an IMF-fixdate: `Fri, 01 Jan 2027 00:00:00 GMT`.
+const HTTP_DATE_LEN: usize = 29;
+
+thread_local! {
+    /// The last date this thread wrote, by Unix second: it changes once a second at most, so
+    /// most cookies copy it instead of formatting it.
+    static LAST_DATE: Cell<(u64, ArrayString<HTTP_DATE_LEN>)> =
+        const { Cell::new((u64::MAX, ArrayString::new_const())) };
+}
+
+/// Appends `time` as an HTTP date (whole seconds, as `Expires` takes it).
+fn push_http_date(out: &mut String, time: SystemTime) {
+    let secs = time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let (last_secs, last) = LAST_DATE.get();
+    if last_secs == secs {
+        return out.push_str(&last);
+    }
+    let mut date = ArrayString::new();
+    // Always 29 characters (lifetimes are bounded, so the year stays below 10000).
+    let _ = write!(date, "{}", httpdate::HttpDate::from(time));
+    LAST_DATE.set((secs, date));
+    out.push_str(&date);
 }
 
 /// The `Set-Cookie` value that makes the browser drop the session cookie.
@@ -64,9 +119,11 @@ pub(crate) fn deletion_cookie(config: &Config) -> String {
 
 fn push_attributes(out: &mut String, config: &Config) {
     if let Some(domain) = config.cookie_domain() {
-        let _ = write!(out, "; Domain={domain}");
+        out.push_str("; Domain=");
+        out.push_str(domain);
     }
-    let _ = write!(out, "; Path={}", config.cookie_path());
+    out.push_str("; Path=");
+    out.push_str(config.cookie_path());
     if config.cookie_secure() {
         out.push_str("; Secure");
     }
@@ -74,7 +131,8 @@ fn push_attributes(out: &mut String, config: &Config) {
         out.push_str("; HttpOnly");
     }
     if let Some(same_site) = config.cookie_same_site() {
-        let _ = write!(out, "; SameSite={}", same_site.as_str());
+        out.push_str("; SameSite=");
+        out.push_str(same_site.as_str());
     }
 }
 
@@ -124,6 +182,25 @@ mod tests {
             "session=abc; Expires=Fri, 01 Jan 2027 00:00:00 GMT; Domain=example.com; \
              Path=/app; Secure; HttpOnly; SameSite=Strict"
         );
+    }
+
+    #[test]
+    fn the_cached_date_follows_the_second() {
+        let config = Config::builder().build().unwrap();
+        let expires = |secs| {
+            let time = UNIX_EPOCH + Duration::from_millis(secs);
+            session_cookie(&config, Some(time), |out| out.push('a'))
+        };
+        for (millis, date) in [
+            (1_798_761_600_000, "Fri, 01 Jan 2027 00:00:00 GMT"),
+            (1_798_761_600_999, "Fri, 01 Jan 2027 00:00:00 GMT"),
+            (1_798_761_601_000, "Fri, 01 Jan 2027 00:00:01 GMT"),
+            (1_798_761_600_000, "Fri, 01 Jan 2027 00:00:00 GMT"),
+            (0, "Thu, 01 Jan 1970 00:00:00 GMT"),
+        ] {
+            let cookie = expires(millis);
+            assert_eq!(cookie.split("; ").nth(1), Some(&*format!("Expires={date}")));
+        }
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Session ids: random, URL-safe, validated before use.
 
+use arrayvec::ArrayString;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 
@@ -17,6 +18,18 @@ const fn encoded_len(bytes: usize) -> usize {
     (bytes * 4).div_ceil(3)
 }
 
+/// Which bytes base64url uses: `A-Z`, `a-z`, `0-9`, `-` and `_`.
+const URL_SAFE: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = c.is_ascii_alphanumeric() || c == b'-' || c == b'_';
+        b += 1;
+    }
+    table
+};
+
 /// A session id: base64url without padding, like Python's `secrets.token_urlsafe`.
 ///
 /// ```
@@ -27,8 +40,10 @@ const fn encoded_len(bytes: usize) -> usize {
 /// assert!(SessionId::parse("../../etc/passwd").is_none());
 /// # Ok::<(), server_session::Error>(())
 /// ```
+///
+/// The characters are kept inline (no heap allocation per request).
 #[derive(Clone, PartialEq, Eq, Hash)]
-pub struct SessionId(String);
+pub struct SessionId(ArrayString<MAX_ID_CHARS>);
 
 impl SessionId {
     /// A fresh id from `entropy_bytes` bytes of the operating system's CSPRNG.
@@ -43,17 +58,24 @@ impl SessionId {
         let mut buf = [0u8; MAX_ID_BYTES];
         let bytes = &mut buf[..entropy_bytes];
         getrandom::fill(bytes).map_err(Error::Random)?;
-        Ok(Self(URL_SAFE_NO_PAD.encode(bytes)))
+        let mut chars = [0u8; MAX_ID_CHARS];
+        let len = URL_SAFE_NO_PAD
+            .encode_slice(bytes, &mut chars)
+            .map_err(|e| Error::Config(format!("session id encoding: {e}")))?;
+        let text = std::str::from_utf8(&chars[..len]).unwrap_or_default(); // base64: ASCII
+        Ok(Self(ArrayString::from(text).unwrap_or_default()))
     }
 
     /// The id in `candidate` if it is well formed: only `A-Z a-z 0-9 - _`, and as long as an
     /// id of 16 to 64 bytes of entropy. Anything else is `None`.
     pub fn parse(candidate: &str) -> Option<Self> {
-        let well_formed = (MIN_ID_CHARS..=MAX_ID_CHARS).contains(&candidate.len())
-            && candidate
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-        well_formed.then(|| Self(candidate.to_owned()))
+        let bytes = candidate.as_bytes();
+        let well_formed = (MIN_ID_CHARS..=MAX_ID_CHARS).contains(&bytes.len())
+            && bytes.iter().all(|&b| URL_SAFE[usize::from(b)]);
+        well_formed
+            .then(|| ArrayString::from(candidate).ok())
+            .flatten()
+            .map(Self)
     }
 
     /// The id as text.
@@ -65,7 +87,7 @@ impl SessionId {
 impl std::fmt::Debug for SessionId {
     /// Shows only a prefix: a full id in a log line is a credential.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "SessionId({}…)", &self.0[..6])
+        write!(f, "SessionId({}…)", &self.as_str()[..6])
     }
 }
 

@@ -58,6 +58,7 @@ mod merge;
 mod session;
 mod signer;
 pub mod store;
+mod store_key;
 mod users;
 
 pub use commit::Commit;

@@ -84,7 +84,7 @@ mod tests {
     }
 
     fn session(created: Option<u64>, lifetime: Option<Value>) -> SessionMap {
-        let mut data = SessionMap::new();
+        let mut data = SessionMap::default();
         if let Some(created) = created {
             data.insert(CREATED_KEY.into(), Value::from(created));
         }
@@ -131,7 +131,7 @@ mod tests {
 
     #[test]
     fn the_creation_time_is_stamped_once_and_only_when_configured() {
-        let mut data = SessionMap::new();
+        let mut data = SessionMap::default();
         assert!(!stamp_creation(&config(None), &mut data, at(7)));
         assert!(data.is_empty());
         assert!(stamp_creation(&config(Some(60)), &mut data, at(7)));

@@ -7,7 +7,9 @@ use crate::commit_locks::CommitLocks;
 use crate::events::{SessionEvent, SessionEvents, SuspiciousLog};
 use crate::lifetime;
 use crate::session::PERMANENT_KEY;
+use crate::signer::Signed;
 use crate::store::Store;
+use crate::store_key::StoreKey;
 use crate::{cookie, Config, Error, Result, Session, SessionId, Signer};
 
 /// Opens sessions from `Cookie` headers; one per application, shared by every thread.
@@ -155,7 +157,7 @@ impl<S: Store, C: Codec> SessionManager<S, C> {
             cookie::values(header, self.config.cookie_name()).find_map(|v| self.incoming(v))
         });
         match incoming {
-            Some((id, signed_cookie)) => Session::new(self, Some(id), signed_cookie),
+            Some((id, signed)) => Session::new(self, Some(id), signed),
             None => Session::new(self, None, None),
         }
     }
@@ -177,7 +179,7 @@ impl<S: Store, C: Codec> SessionManager<S, C> {
 
     /// The id in an incoming cookie value, and the value itself when the current key signed
     /// it: the commit sends such a value back as it came instead of signing the id again.
-    fn incoming(&self, value: &str) -> Option<(SessionId, Option<String>)> {
+    fn incoming(&self, value: &str) -> Option<(SessionId, Option<Signed>)> {
         let malformed = || self.report(SessionEvent::MalformedCookie);
         let Some(signer) = &self.signer else {
             return SessionId::parse(value).map(|id| (id, None)).or_else(|| {
@@ -185,18 +187,20 @@ impl<S: Store, C: Codec> SessionManager<S, C> {
                 None
             });
         };
-        let Some(id) = value
-            .rsplit_once('.')
-            .and_then(|(sid, _)| SessionId::parse(sid))
+        let Some((id, signature)) = crate::signer::split(value)
+            .and_then(|(sid, signature)| Some((SessionId::parse(sid)?, signature)))
         else {
             malformed();
             return None;
         };
-        let Some((_, by_current_key)) = signer.verify(value) else {
+        let Some(by_current_key) = signer.verify_parts(id.as_str(), signature) else {
             self.report(SessionEvent::BadSignature);
             return None;
         };
-        Some((id, by_current_key.then(|| value.to_owned())))
+        let signed = by_current_key
+            .then(|| Signed::new(&id, signature))
+            .flatten();
+        Some((id, signed))
     }
 
     /// Encodes `data` for a write: [`Error::TooLarge`] when it is over the session limit.
@@ -217,18 +221,14 @@ impl<S: Store, C: Codec> SessionManager<S, C> {
         self.commit_locks.turn(key)
     }
 
-    pub(crate) fn store_key(&self, id: &SessionId) -> String {
-        let prefix = self.config.key_prefix();
-        let mut key = String::with_capacity(prefix.len() + id.as_str().len());
-        key.push_str(prefix);
-        key.push_str(id.as_str());
-        key
+    pub(crate) fn store_key(&self, id: &SessionId) -> StoreKey {
+        StoreKey::new(self.config.key_prefix(), id.as_str())
     }
 
     /// The data of a brand-new session: `_permanent` when sessions are permanent by default,
     /// the creation time when an absolute lifetime is configured.
     pub(crate) fn new_map(&self) -> SessionMap {
-        let mut map = SessionMap::new();
+        let mut map = SessionMap::default();
         if self.config.permanent() {
             map.insert(PERMANENT_KEY.to_owned(), Value::Boolean(true));
         }
@@ -285,23 +285,23 @@ impl<S: Store, C: Codec> SessionManager<S, C> {
     }
 
     /// The `Set-Cookie` value naming `id`, with `Expires` for permanent sessions.
-    /// `signed_cookie` is the incoming value the current key signed, if any: when it names `id`
-    /// it is what signing would produce, so it is sent as it is.
+    /// `signed` is the incoming id the current key signed, if any: when it is `id`, its
+    /// signature is what signing would produce, so it is sent as it is.
     pub(crate) fn session_cookie(
         &self,
         id: &SessionId,
-        signed_cookie: Option<&str>,
+        signed: Option<&Signed>,
         permanent: bool,
         expires: SystemTime,
     ) -> String {
-        let reusable = signed_cookie.filter(|value| {
-            value
-                .strip_prefix(id.as_str())
-                .is_some_and(|rest| rest.starts_with('.'))
-        });
+        let reusable = signed.and_then(|signed| signed.signature_of(id));
         cookie::session_cookie(&self.config, permanent.then_some(expires), |out| {
             match (&self.signer, reusable) {
-                (Some(_), Some(value)) => out.push_str(value),
+                (Some(_), Some(signature)) => {
+                    out.push_str(id.as_str());
+                    out.push('.');
+                    out.push_str(signature);
+                }
                 (Some(signer), None) => signer.sign_into(id.as_str(), out),
                 (None, _) => out.push_str(id.as_str()),
             }

@@ -8,6 +8,7 @@ use serde::Serialize;
 use crate::codec::{Codec, MsgPack, SessionMap, Value};
 use crate::lifetime::{self, CREATED_KEY, LIFETIME_KEY, MAX_SESSION_LIFETIME};
 use crate::merge::Updates;
+use crate::signer::Signed;
 use crate::store::Store;
 use crate::users::USER_UNTIL_KEY;
 use crate::{Error, Result, SessionId, SessionManager};
@@ -61,9 +62,9 @@ pub struct Session<'m, S: Store, C: Codec = MsgPack> {
     pub(crate) accessed: bool,
     /// An id to delete at commit: the old id after `regenerate`.
     pub(crate) stale_id: Option<SessionId>,
-    /// The incoming cookie value when the current key signed it (see
+    /// The incoming id and its signature when the current key signed it (see
     /// `SessionManager::session_cookie`).
-    pub(crate) signed_cookie: Option<String>,
+    pub(crate) signed: Option<Signed>,
     /// The stored bytes as loaded: the commit writes only if the entry still holds them.
     pub(crate) loaded: Option<Vec<u8>>,
     /// The [`update`](Session::update)s to re-run on a fresh copy when the commit merges.
@@ -86,7 +87,7 @@ impl<'m, S: Store, C: Codec> Session<'m, S, C> {
     pub(crate) fn new(
         manager: &'m SessionManager<S, C>,
         id: Option<SessionId>,
-        signed_cookie: Option<String>,
+        signed: Option<Signed>,
     ) -> Self {
         Self {
             manager,
@@ -96,7 +97,7 @@ impl<'m, S: Store, C: Codec> Session<'m, S, C> {
             modified: false,
             accessed: false,
             stale_id: None,
-            signed_cookie,
+            signed,
             loaded: None,
             updates: Updates::default(),
         }
@@ -366,7 +367,7 @@ impl<'m, S: Store, C: Codec> Session<'m, S, C> {
         self.accessed = true;
         self.modified = true;
         self.stored = self.id.is_some();
-        self.data = Some(SessionMap::new());
+        self.data = Some(SessionMap::default());
         self.loaded = None;
         self.updates = Updates::default();
     }
@@ -400,7 +401,7 @@ impl<'m, S: Store, C: Codec> Session<'m, S, C> {
             };
             self.data = Some(data);
         }
-        Ok(self.data.get_or_insert_with(SessionMap::new))
+        Ok(self.data.get_or_insert_with(SessionMap::default))
     }
 
     /// Whether `key` still has the value this request loaded (absent in a new session).
@@ -413,7 +414,7 @@ impl<'m, S: Store, C: Codec> Session<'m, S, C> {
     fn original(&self) -> Result<SessionMap> {
         match &self.loaded {
             Some(bytes) => self.manager.codec().decode(bytes),
-            None => Ok(SessionMap::new()),
+            None => Ok(SessionMap::default()),
         }
     }
 

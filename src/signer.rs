@@ -1,8 +1,11 @@
 //! Signed session-id cookies, byte-compatible with Flask-Session 0.8 (itsdangerous).
 
+use arrayvec::ArrayString;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use ring::hmac;
+
+use crate::SessionId;
 
 const SALT: &[u8] = b"flask-session";
 const SHA1_LEN: usize = 20;
@@ -65,7 +68,13 @@ impl Signer {
     /// current key made it. Such a value is exactly what [`Signer::sign`] returns for the id:
     /// the signature decodes only from its one canonical base64 form.
     pub(crate) fn verify<'a>(&self, value: &'a str) -> Option<(&'a str, bool)> {
-        let (sid, signature) = value.rsplit_once('.')?;
+        let (sid, signature) = split(value)?;
+        self.verify_parts(sid, signature)
+            .map(|by_current| (sid, by_current))
+    }
+
+    /// Whether `signature` signs `sid`, and if so whether by the current key.
+    pub(crate) fn verify_parts(&self, sid: &str, signature: &str) -> Option<bool> {
         let mut tag = [0u8; SHA1_LEN + 2];
         let len = URL_SAFE_NO_PAD.decode_slice(signature, &mut tag).ok()?;
         let tag = &tag[..len];
@@ -73,13 +82,50 @@ impl Signer {
             .keys
             .iter()
             .position(|key| hmac::verify(key, sid.as_bytes(), tag).is_ok())?;
-        Some((sid, key == 0))
+        Some(key == 0)
     }
 }
 
 impl std::fmt::Debug for Signer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "Signer {{ keys: {} (redacted) }}", self.keys.len())
+    }
+}
+
+/// An incoming id and its signature by the current key, kept so that the commit can send the
+/// same cookie value back without signing again (inline: no allocation).
+#[derive(Debug, Clone)]
+pub(crate) struct Signed {
+    id: SessionId,
+    signature: ArrayString<SIGNATURE_LEN>,
+}
+
+impl Signed {
+    /// `id` with its verified `signature`; `None` when the signature is not of the usual length.
+    pub(crate) fn new(id: &SessionId, signature: &str) -> Option<Self> {
+        let signature = ArrayString::from(signature).ok()?;
+        Some(Self {
+            id: id.clone(),
+            signature,
+        })
+    }
+
+    /// The signature, when it signs `id`.
+    pub(crate) fn signature_of(&self, id: &SessionId) -> Option<&str> {
+        (self.id == *id).then_some(self.signature.as_str())
+    }
+}
+
+/// The length of a signature: an HMAC-SHA1 tag in base64url without padding.
+const SIGNATURE_LEN: usize = (SHA1_LEN * 4).div_ceil(3);
+
+/// A signed value split at its last `.` into the id and the signature. A signature of the
+/// expected length is found without a search.
+pub(crate) fn split(value: &str) -> Option<(&str, &str)> {
+    let dot = value.len().checked_sub(SIGNATURE_LEN + 1);
+    match dot.filter(|&dot| value.as_bytes()[dot] == b'.') {
+        Some(dot) if !value[dot + 1..].contains('.') => Some((&value[..dot], &value[dot + 1..])),
+        _ => value.rsplit_once('.'),
     }
 }
 

@@ -11,9 +11,9 @@ use server_session::store::MemoryStore;
 use server_session::{Config, SessionManager};
 
 /// Allocations of a cycle that opens a stored session from a signed cookie.
-const SIGNED_CYCLE_MAX: usize = 18;
+const SIGNED_CYCLE_MAX: usize = 12;
 /// Allocations of a cycle that creates a session (no cookie).
-const NEW_SESSION_MAX: usize = 11;
+const NEW_SESSION_MAX: usize = 9;
 
 struct Counting;
 

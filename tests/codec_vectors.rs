@@ -100,7 +100,7 @@ fn msgpack_and_json_agree_on_keys_and_order() {
 
 #[test]
 fn flask_docs_example_built_in_code_encodes_to_the_vector() {
-    let mut map = SessionMap::new();
+    let mut map = SessionMap::default();
     map.insert("_permanent".to_owned(), Value::Boolean(true));
     map.insert("value".to_owned(), Value::from("42"));
     let bytes = MsgPack.encode(&map).expect("encodes");

@@ -93,7 +93,7 @@ fn the_record_is_not_rewritten_by_every_request() {
 fn a_session_past_its_record_is_ended() {
     let m = manager(Duration::from_secs(3600));
     let past = SystemTime::now() - Duration::from_secs(5);
-    let mut data = SessionMap::new();
+    let mut data = SessionMap::default();
     data.insert("_user_id".into(), Value::from("ada"));
     let secs = past.duration_since(UNIX_EPOCH).unwrap().as_secs();
     data.insert("_user_until".into(), Value::from(secs));

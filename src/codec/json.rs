@@ -20,7 +20,7 @@ use serde::{Serialize, Serializer};
 
 use super::msgpack::MAX_NESTING;
 use crate::civil::civil_from_days;
-use crate::codec::{Codec, SessionMap};
+use crate::codec::{Codec, SessionHasher, SessionMap};
 use crate::{Error, Result};
 
 /// JSON codec, byte-compatible with Flask-Session 0.8's `json` serialization format.
@@ -31,7 +31,7 @@ use crate::{Error, Result};
 /// ```
 /// use server_session::codec::{Codec, Json, SessionMap, Value};
 ///
-/// let mut map = SessionMap::new();
+/// let mut map = SessionMap::default();
 /// map.insert("_permanent".to_owned(), Value::Boolean(true));
 /// map.insert("value".to_owned(), Value::from("42"));
 /// map.insert("by".to_owned(), Value::Binary(vec![0, 1, 255]));
@@ -120,7 +120,7 @@ fn into_session_map(value: Value) -> Result<SessionMap, JsonError> {
     let Value::Map(entries) = value else {
         return Err(JsonError::NotAnObject);
     };
-    let mut map = SessionMap::with_capacity(entries.len());
+    let mut map = SessionMap::with_capacity_and_hasher(entries.len(), SessionHasher::default());
     for (key, value) in entries {
         let Value::String(key) = key else {
             return Err(JsonError::NonStringKey);
@@ -320,7 +320,7 @@ mod tests {
     }
 
     fn encode_err(value: Value) -> String {
-        let mut map = SessionMap::new();
+        let mut map = SessionMap::default();
         map.insert("k".into(), value);
         match Json.encode(&map) {
             Err(Error::Encode(source)) => source.to_string(),
@@ -329,7 +329,7 @@ mod tests {
     }
 
     fn encode_one(value: Value) -> String {
-        let mut map = SessionMap::new();
+        let mut map = SessionMap::default();
         map.insert("k".into(), value);
         String::from_utf8(Json.encode(&map).expect("encodes")).expect("UTF-8")
     }
@@ -409,7 +409,7 @@ mod tests {
     }
 
     fn map_of(value: Value) -> SessionMap {
-        let mut map = SessionMap::new();
+        let mut map = SessionMap::default();
         map.insert("k".into(), value);
         map
     }
@@ -474,7 +474,7 @@ mod tests {
 
     #[test]
     fn encode_errors_are_typed() {
-        let mut map = SessionMap::new();
+        let mut map = SessionMap::default();
         map.insert("k".into(), Value::Ext(3, vec![]));
         let Err(Error::Encode(source)) = Json.encode(&map) else {
             panic!("expected Error::Encode");

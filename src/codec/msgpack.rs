@@ -15,12 +15,13 @@
 use std::fmt;
 use std::io::Write;
 
-use indexmap::map::Entry;
 use rmp::encode;
-use rmpv::{Value, ValueRef};
+use rmpv::Value;
 
 use crate::codec::{Codec, SessionMap};
 use crate::{BoxError, Error, Result};
+
+mod decode;
 
 /// MessagePack codec, byte-compatible with Flask-Session 0.8 (the default codec).
 ///
@@ -31,7 +32,7 @@ use crate::{BoxError, Error, Result};
 /// ```
 /// use server_session::codec::{Codec, MsgPack, SessionMap, Value};
 ///
-/// let mut map = SessionMap::new();
+/// let mut map = SessionMap::default();
 /// map.insert("_permanent".to_owned(), Value::Boolean(true));
 /// map.insert("value".to_owned(), Value::from("42"));
 ///
@@ -55,19 +56,7 @@ impl Codec for MsgPack {
     }
 
     fn decode(&self, bytes: &[u8]) -> Result<SessionMap> {
-        let mut rest = bytes;
-        let value = rmpv::decode::read_value_ref_with_max_depth(&mut rest, READ_DEPTH_BUDGET)
-            .map_err(|e| Error::Decode(Box::new(e)))?;
-        if !rest.is_empty() {
-            return Err(MsgPackError::TrailingBytes(rest.len()).into());
-        }
-        let map = into_session_map(value)?;
-        // Whatever decodes must encode again, or the session could never be saved: lengths
-        // fit by construction, so only the nesting limit, which encoding enforces, is left.
-        if map.values().any(|value| too_deep(value, 1)) {
-            return Err(MsgPackError::TooDeep.into());
-        }
-        Ok(map)
+        Ok(decode::session_map(bytes)?)
     }
 }
 
@@ -76,10 +65,6 @@ impl Codec for MsgPack {
 /// It is serde_json's recursion limit, so that both codecs accept the same sessions; encoding
 /// enforces it too, so that every session that encodes also decodes.
 pub(super) const MAX_NESTING: usize = 127;
-
-/// rmpv's depth budget: it spends two units per array or map and up to three on a leaf value, so
-/// this admits every value within [`MAX_NESTING`] while keeping recursion (and stack use) bounded.
-const READ_DEPTH_BUDGET: usize = 2 * MAX_NESTING + 3;
 
 /// What this codec itself finds wrong with a payload or a session.
 #[derive(Debug)]
@@ -98,6 +83,10 @@ enum MsgPackError {
     TooLong(usize),
     /// Arrays and maps are nested deeper than [`MAX_NESTING`].
     TooDeep,
+    /// The payload ends inside a value.
+    Truncated,
+    /// The byte 0xc1, which MessagePack reserves, is where a value should start.
+    Reserved,
 }
 
 impl fmt::Display for MsgPackError {
@@ -110,6 +99,8 @@ impl fmt::Display for MsgPackError {
             Self::TrailingBytes(n) => write!(f, "{n} trailing byte(s) after the map"),
             Self::TooLong(n) => write!(f, "a length of {n} exceeds MessagePack's 2^32 - 1 limit"),
             Self::TooDeep => write!(f, "arrays and maps are nested deeper than {MAX_NESTING}"),
+            Self::Truncated => f.write_str("the payload ends inside a value"),
+            Self::Reserved => f.write_str("the reserved byte 0xc1 starts a value"),
         }
     }
 }
@@ -121,25 +112,6 @@ impl From<MsgPackError> for Error {
     fn from(e: MsgPackError) -> Self {
         Error::Decode(Box::new(e))
     }
-}
-
-/// The top-level map of a decoded payload as a [`SessionMap`] (the only copy of its data).
-fn into_session_map(value: ValueRef<'_>) -> Result<SessionMap> {
-    let ValueRef::Map(entries) = value else {
-        return Err(MsgPackError::NotAMap.into());
-    };
-    let mut map = SessionMap::with_capacity(entries.len());
-    for (key, value) in entries {
-        let key = match key {
-            ValueRef::String(s) => s.into_str().ok_or(MsgPackError::NonUtf8Key)?,
-            _ => return Err(MsgPackError::NonStringKey.into()),
-        };
-        match map.entry(key.to_owned()) {
-            Entry::Occupied(e) => return Err(MsgPackError::DuplicateKey(e.key().clone()).into()),
-            Entry::Vacant(e) => e.insert(value.to_owned()),
-        };
-    }
-    Ok(map)
 }
 
 /// Writes the session as a MessagePack map with string keys, in insertion order.
@@ -189,21 +161,6 @@ fn write_map<W: Write>(
         write_value(wr, value, depth)?;
     }
     Ok(())
-}
-
-/// Whether `value`, found inside `depth` arrays and maps, nests deeper than [`MAX_NESTING`].
-fn too_deep(value: &Value, depth: usize) -> bool {
-    let inner = depth + 1;
-    match value {
-        Value::Array(items) => inner > MAX_NESTING || items.iter().any(|v| too_deep(v, inner)),
-        Value::Map(entries) => {
-            inner > MAX_NESTING
-                || entries
-                    .iter()
-                    .any(|(k, v)| too_deep(k, inner) || too_deep(v, inner))
-        }
-        _ => false,
-    }
 }
 
 /// The nesting inside one more array or map than `depth`, within [`MAX_NESTING`].
@@ -311,7 +268,7 @@ mod tests {
 
     #[test]
     fn long_values_use_the_smallest_width() {
-        let mut map = SessionMap::new();
+        let mut map = SessionMap::default();
         map.insert("s".repeat(40), Value::from("x".repeat(300)));
         map.insert("b".into(), Value::Binary(vec![7; 70_000]));
         map.insert("a".into(), Value::Array(vec![Value::Nil; 16]));
@@ -334,7 +291,7 @@ mod tests {
 
     #[test]
     fn deep_nesting_is_a_decode_error_not_a_stack_overflow() {
-        assert!(decode_err(&nested_payload(100_000, b"\xc0")).contains("depth"));
+        assert!(decode_err(&nested_payload(100_000, b"\xc0")).contains("deeper"));
     }
 
     #[test]
@@ -352,7 +309,7 @@ mod tests {
         for _ in 0..MAX_NESTING {
             value = Value::Array(vec![value]);
         }
-        let mut map = SessionMap::new();
+        let mut map = SessionMap::default();
         map.insert("a".into(), value);
         assert!(matches!(MsgPack.encode(&map), Err(Error::Encode(_))));
     }
@@ -377,6 +334,24 @@ mod tests {
         *state
     }
 
+    /// `seed` with `edits` random one-byte changes, insertions or removals; never empty.
+    fn mutant(seed: &[u8], edits: u64, state: &mut u64) -> Vec<u8> {
+        let mut bytes = seed.to_vec();
+        for _ in 0..edits {
+            let at = (next(state) % bytes.len() as u64) as usize;
+            let byte = next(state) as u8;
+            match next(state) % 3 {
+                0 => bytes[at] = byte,
+                1 => bytes.insert(at, byte),
+                _ => drop(bytes.remove(at)),
+            }
+            if bytes.is_empty() {
+                bytes.push(0x80);
+            }
+        }
+        bytes
+    }
+
     #[test]
     fn mutated_payloads_never_panic_and_what_decodes_survives_a_round_trip() {
         let seeds: [&[u8]; 3] = [
@@ -386,19 +361,8 @@ mod tests {
         ];
         let (mut state, mut decoded) = (0x9e37_79b9_7f4a_7c15_u64, 0);
         for round in 0..30_000 {
-            let mut bytes = seeds[round % seeds.len()].to_vec();
-            for _ in 0..=next(&mut state) % 3 {
-                let at = (next(&mut state) % bytes.len() as u64) as usize;
-                let byte = next(&mut state) as u8;
-                match next(&mut state) % 3 {
-                    0 => bytes[at] = byte,
-                    1 => bytes.insert(at, byte),
-                    _ => drop(bytes.remove(at)),
-                }
-                if bytes.is_empty() {
-                    bytes.push(0x80);
-                }
-            }
+            let edits = 1 + next(&mut state) % 3;
+            let bytes = mutant(seeds[round % seeds.len()], edits, &mut state);
             if let Ok(map) = MsgPack.decode(&bytes) {
                 let encoded = MsgPack.encode(&map).expect("encodes");
                 assert_eq!(MsgPack.decode(&encoded).expect("decodes"), map);
@@ -406,6 +370,57 @@ mod tests {
             }
         }
         assert!(decoded > 1000, "only {decoded} mutants decoded");
+    }
+
+    /// What rmpv's own reader makes of `bytes` as a session (the decoder before this one):
+    /// the oracle for [`the_one_pass_decoder_agrees_with_rmpv`].
+    fn rmpv_session(bytes: &[u8]) -> Option<SessionMap> {
+        let mut rest = bytes;
+        let value = rmpv::decode::read_value_ref_with_max_depth(&mut rest, 1000).ok()?;
+        let rmpv::ValueRef::Map(entries) = value else {
+            return None;
+        };
+        let mut map = SessionMap::default();
+        for (key, value) in entries {
+            let rmpv::ValueRef::String(key) = key else {
+                return None;
+            };
+            let key = key.as_str()?.to_owned();
+            let value = value.to_owned();
+            if map.contains_key(&key) || nests_too_deep(&value, 1) {
+                return None;
+            }
+            map.insert(key, value);
+        }
+        rest.is_empty().then_some(map)
+    }
+
+    fn nests_too_deep(value: &Value, depth: usize) -> bool {
+        let children: Vec<&Value> = match value {
+            Value::Array(items) => items.iter().collect(),
+            Value::Map(entries) => entries.iter().flat_map(|(k, v)| [k, v]).collect(),
+            _ => return false,
+        };
+        depth + 1 > MAX_NESTING || children.iter().any(|v| nests_too_deep(v, depth + 1))
+    }
+
+    #[test]
+    fn the_one_pass_decoder_agrees_with_rmpv() {
+        let seeds: [&[u8]; 4] = [
+            b"\x83\xaa_permanent\xc3\xa2dt\xd6\xff\x70\xdd\x55\x25\xa1l\x93\x01\xa1a\x91\xcb\x40\x04\0\0\0\0\0\0",
+            b"\x84\xa1i\xcd\x01\x2c\xa1m\x81\xa1k\x92\xd0\x80\xc4\x02\x00\xff\xa1n\xd3\x80\0\0\0\0\0\0\0\xa1u\xcf\xff\xff\xff\xff\xff\xff\xff\xff",
+            b"\x83\xa1s\xd9\x04x\xffxx\xa1f\xca\x3f\xc0\x00\x00\xa1e\xc7\x03\x05abc",
+            b"\xde\x00\x02\xa1a\xdc\x00\x02\xe0\x7f\xa1b\xdf\x00\x00\x00\x01\xc0\xd8\x01AAAAAAAAAAAAAAAA",
+        ];
+        let (mut state, mut decoded) = (0x2545_f491_4f6c_dd1d_u64, 0);
+        for round in 0..40_000 {
+            let edits = next(&mut state) % 3;
+            let bytes = mutant(seeds[round % seeds.len()], edits, &mut state);
+            let ours = MsgPack.decode(&bytes).ok();
+            assert_eq!(ours, rmpv_session(&bytes), "{bytes:x?}");
+            decoded += usize::from(ours.is_some());
+        }
+        assert!(decoded > 10_000, "only {decoded} mutants decoded");
     }
 
     #[test]
