@@ -14,7 +14,8 @@
 #    writes the report.
 # 2. Flask-Session 0.8's per-request session cost on the same servers (benches/flask/bench.py,
 #    Flask-Session from PyPI in a virtualenv under target/flask-bench/venv), also pinned.
-# 3. Heap allocations per MemoryStore request cycle (benches/alloc.rs, a counting allocator).
+# 3. Heap allocations per MemoryStore request cycle (benches/alloc.rs, a counting allocator), and
+#    instructions per cycle of six kinds counted by callgrind (scripts/instructions.sh).
 # 4. wrk against the demo (examples/demo.rs) and a session-less baseline (examples/baseline.rs)
 #    with the same worker threads, servers on CPU 0 and wrk on CPU 1: MemoryStore, FileStore,
 #    Redis and SQLite, with the cookie sent back (32 sessions reused) and without (a new
@@ -200,6 +201,9 @@ taskset -c 0 cargo bench -p server-session-benches --features "$FEATURES" --benc
   || say "alloc bench failed (see $OUT/logs/alloc.log)"
 ALLOC_TRACE=1 taskset -c 0 cargo bench -p server-session-benches --features "$FEATURES" --bench alloc \
   >"$OUT/logs/alloc-trace.log" 2>&1 || true
+say "instruction counts (callgrind)"
+INSTRUCTIONS_OUT="$OUT/instructions" bash scripts/instructions.sh >"$OUT/logs/instructions.log" 2>&1 \
+  || say "instruction count failed (see $OUT/logs/instructions.log)"
 
 # --- Flask-Session ------------------------------------------------------------------------
 FLASK=()

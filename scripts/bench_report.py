@@ -77,6 +77,9 @@ class Run:
         self.rss = rows(f"{out}/rss.tsv")
         alloc_lines = self.log("alloc").splitlines()
         self.alloc = [line[len("alloc: "):] for line in alloc_lines if line.startswith("alloc: ")]
+        # "instructions: KIND: N per cycle" -> (KIND, N)
+        found = re.findall(r"^instructions: (\S+): (\d+) per cycle$", self.log("instructions"), re.M)
+        self.instructions = [(kind, int(n)) for kind, n in found]
         self.cycles = {store: self._cycle(store) for store in ORDER if store in self.status}
 
     def _medians(self):
@@ -275,7 +278,12 @@ def headline_section(run):
     if run.alloc:
         first = re.match(r".*?: (\d+) allocations", run.alloc[0])
         count = first.group(1) if first else "?"
-        yield f"Heap allocations per MemoryStore request cycle (signed cookie): **{count}** (goal ≤ 20)."
+        yield f"Heap allocations per MemoryStore request cycle (signed cookie): **{count}** (goal ≤ 8)."
+        yield ""
+    counts = dict(run.instructions)
+    if "signed-modify" in counts:
+        yield (f"Instructions per signed MemoryStore request cycle (callgrind): "
+               f"**{counts['signed-modify']:,}** (issue 12 baseline 20,390).")
         yield ""
     numeric = [r for r in run.rss if r[0].isdigit()]
     if numeric:
@@ -411,6 +419,24 @@ def rss_section(run):
     yield ""
 
 
+def instructions_section(run):
+    if not run.instructions:
+        return
+    yield "## Instructions per request cycle (MemoryStore, callgrind)"
+    yield ""
+    yield ("`bash scripts/instructions.sh`: valgrind's callgrind counts the instructions of N and 2N cycles "
+           "of each kind (`benches/instructions.rs`); the difference over N is one cycle without the "
+           "start-up. Unlike a time, the count is the same on a busy machine. *signed*/*unsigned*: "
+           "signer on or off; *modify*: `get` + `insert`; *read*: `get` only (the commit refreshes "
+           "the expiry); *new*: no cookie, the commit creates the session.")
+    yield ""
+    yield "| cycle | instructions |"
+    yield "|---|---|"
+    for kind, count in run.instructions:
+        yield f"| {kind} | {count:,} |"
+    yield ""
+
+
 def alloc_section(run):
     if not run.alloc:
         return
@@ -450,7 +476,7 @@ def skipped_section(run):
 
 SECTIONS = (machine_section, summary_section, merging_section, load_summary_section,
             headline_section, per_store_section, micro_section, flask_section, load_section,
-            rss_section, alloc_section, skipped_section)
+            rss_section, instructions_section, alloc_section, skipped_section)
 
 
 def report(out):

@@ -36,6 +36,7 @@ LOGS = {
     "redis": "redis paired rounds (60 x 200): median paired ratio 1.24\n"
              "redis merging on/off paired rounds: 60 rounds, median paired ratio 1.220\n",
     "alloc": "noise\nalloc: signed cookie: 18 allocations per cycle\nalloc: new session: 11 allocations\n",
+    "instructions": "Compiling\ninstructions: signed-modify: 14088 per cycle\ninstructions: unsigned-new: 6743 per cycle\n",
 }
 FLASK = '{"backend": "redis", "median_us": 720.0, "p10_us": 650.0, "p90_us": 800.0}\n'
 # store, mode, round, server, req/s, p99 us, requests, server CPU us/request, store CPU us/request
@@ -91,7 +92,10 @@ class ReportTest(unittest.TestCase):
         text = bench_report.report(self.out)
         self.assertIn("| redis | 80.0 µs | 64.0 µs | 1.250× | 1.220× | 120.0 µs | 1.50× |", text)
         self.assertIn("| memory | cookie | 40,000 | 30,000 | 0.75 (0.75–0.75) | 25.0 → 32.0 (+28%) |", text)
-        self.assertIn("**18** (goal ≤ 20)", text)
+        self.assertIn("**18** (goal ≤ 8)", text)
+        self.assertIn("| signed-modify | 14,088 |", text)
+        self.assertIn("| unsigned-new | 6,743 |", text)
+        self.assertIn("request cycle (callgrind): **14,088**", text)
         self.assertIn("VmRSS 40.0–54.0 MiB, 54.0 MiB at the end", text)
         self.assertIn("| peak (VmHWM) | | 55.0 MiB |", text)
         self.assertIn("| open signed cookie | 547 ns |", text)
@@ -102,7 +106,8 @@ class ReportTest(unittest.TestCase):
         text = bench_report.report(self.out)
         self.assertTrue(text.startswith("# Benchmarks\n"))
         self.assertIn("| redis | — | — | — | — | — | — |", text)
-        for absent in ("No lost updates", "## Load test", "## Resident memory", "## Heap allocations"):
+        for absent in ("No lost updates", "## Load test", "## Resident memory", "## Heap allocations",
+                       "## Instructions"):
             self.assertNotIn(absent, text)
 
     def test_a_busy_machine_is_flagged(self):

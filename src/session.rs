@@ -140,7 +140,11 @@ impl<'m, S: Store, C: Codec> Session<'m, S, C> {
     /// merges: the keys it set or removed take its values, every other key keeps the other
     /// request's. Two requests that both insert one key: the later commit's value wins.
     pub fn insert_value(&mut self, key: &str, value: Value) -> Result<()> {
-        self.data_mut()?.insert(key.to_owned(), value);
+        let data = self.data_mut()?;
+        match data.get_mut(key) {
+            Some(slot) => *slot = value,
+            None => drop(data.insert(key.to_owned(), value)),
+        }
         self.updates.forget(key);
         Ok(())
     }
@@ -447,6 +451,31 @@ pub(crate) fn has_content(data: &SessionMap) -> bool {
 }
 
 pub(crate) fn to_value<T: Serialize + ?Sized>(value: &T) -> Result<Value> {
-    let bytes = rmp_serde::to_vec_named(value).map_err(|e| Error::Encode(Box::new(e)))?;
-    rmpv::decode::read_value(&mut bytes.as_slice()).map_err(|e| Error::Encode(Box::new(e)))
+    ENCODE_BUFFER.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut buffer) => {
+            let converted = convert(&mut buffer, value);
+            if buffer.capacity() > MAX_KEPT_BUFFER {
+                *buffer = Vec::new();
+            }
+            converted
+        }
+        // A `Serialize` impl that itself inserts into a session: a buffer of its own.
+        Err(_) => convert(&mut Vec::new(), value),
+    })
+}
+
+/// `value` serialised into `buffer` (cleared first) and read back as a [`Value`].
+fn convert<T: Serialize + ?Sized>(buffer: &mut Vec<u8>, value: &T) -> Result<Value> {
+    buffer.clear();
+    rmp_serde::encode::write_named(buffer, value).map_err(|e| Error::Encode(Box::new(e)))?;
+    rmpv::decode::read_value(&mut buffer.as_slice()).map_err(|e| Error::Encode(Box::new(e)))
+}
+
+/// The largest [`ENCODE_BUFFER`] kept between two values.
+const MAX_KEPT_BUFFER: usize = 64 * 1024;
+
+thread_local! {
+    /// Where [`to_value`] serialises a value before reading it back as a [`Value`]: reused,
+    /// so that inserting a number allocates nothing.
+    static ENCODE_BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
