@@ -6,6 +6,7 @@ use crate::codec::{Codec, SessionMap};
 use crate::events::SessionEvent;
 use crate::lifetime;
 use crate::merge::merge;
+use crate::scratch::Scratch;
 use crate::session::{has_content, is_permanent};
 use crate::store::{Replaced, Store};
 use crate::users::Link;
@@ -177,7 +178,7 @@ enum Saved {
 
 /// The bytes to write, and the bytes the store must still hold for the write to happen.
 struct Write {
-    bytes: Vec<u8>,
+    bytes: Scratch,
     loaded: Vec<u8>,
 }
 

@@ -6,7 +6,7 @@
 //! (onto what the request before it stored), and the conditional write only races other
 //! processes.
 
-use std::hash::{BuildHasher, RandomState};
+use std::hash::BuildHasher;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 /// How many locks the store keys are spread over: two sessions share one with a chance of
@@ -15,14 +15,15 @@ const STRIPES: usize = 1024;
 
 pub(crate) struct CommitLocks {
     stripes: Box<[Mutex<()>]>,
-    hasher: RandomState,
+    /// Spreads keys over the stripes; a collision only makes two sessions take turns.
+    hasher: foldhash::fast::RandomState,
 }
 
 impl CommitLocks {
     pub(crate) fn new() -> Self {
         Self {
             stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
-            hasher: RandomState::new(),
+            hasher: foldhash::fast::RandomState::default(),
         }
     }
 

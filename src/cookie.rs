@@ -17,36 +17,27 @@ use crate::Config;
 /// assert_eq!(values(header, "session").collect::<Vec<_>>(), ["abc", "def"]);
 /// ```
 pub fn values<'h>(header: &'h str, name: &'h str) -> impl Iterator<Item = &'h str> + 'h {
-    Pairs(Some(header)).filter_map(move |pair| value_of(pair, name))
+    let first = name.as_bytes().first().copied();
+    let starts = first
+        .map(|first| memchr::memchr_iter(first, header.as_bytes()))
+        .into_iter()
+        .flatten();
+    starts.filter_map(move |start| value_at(header, start, name))
 }
 
-/// The `;`-separated pairs of a `Cookie` header, as they are.
-struct Pairs<'h>(Option<&'h str>);
-
-impl<'h> Iterator for Pairs<'h> {
-    type Item = &'h str;
-
-    fn next(&mut self) -> Option<&'h str> {
-        let rest = self.0?;
-        match memchr::memchr(b';', rest.as_bytes()) {
-            Some(end) => {
-                self.0 = Some(&rest[end + 1..]);
-                Some(&rest[..end])
-            }
-            None => {
-                self.0 = None;
-                Some(rest)
-            }
-        }
+/// The value of the pair whose name starts at byte `start` of `header`, when that is `name`:
+/// only spaces and tabs between it and the `;` before it (or the header's start), and between
+/// it and its `=`. The value runs to the next `;`, trimmed the same way and unquoted. Finding
+/// the name's first byte and checking around it is the same as splitting the header at every
+/// `;` (a cookie name is a token: no `;`, `=` or spaces), without reading every pair.
+fn value_at<'h>(header: &'h str, start: usize, name: &str) -> Option<&'h str> {
+    let before = header.get(..start)?.trim_end_matches(is_space);
+    if !(before.is_empty() || before.ends_with(';')) {
+        return None;
     }
-}
-
-/// The value of `pair` when its name (before the first `=`, spaces and tabs around it
-/// ignored) is `name`: trimmed the same way and unquoted. Most pairs are rejected by their
-/// first bytes, without looking for the `=`.
-fn value_of<'h>(pair: &'h str, name: &str) -> Option<&'h str> {
-    let after_name = pair.trim_start_matches(is_space).strip_prefix(name)?;
-    let value = after_name.trim_start_matches(is_space).strip_prefix('=')?;
+    let after_name = header.get(start..)?.strip_prefix(name)?;
+    let rest = after_name.trim_start_matches(is_space).strip_prefix('=')?;
+    let value = memchr::memchr(b';', rest.as_bytes()).map_or(rest, |end| &rest[..end]);
     Some(unquote(value.trim_matches(is_space)))
 }
 
@@ -159,6 +150,35 @@ mod tests {
         assert_eq!(all("session=a=b"), ["a=b"]);
         assert_eq!(all(""), Vec::<&str>::new());
         assert_eq!(all("session=é\u{0}"), ["é\u{0}"]);
+    }
+
+    /// The plain reading of a `Cookie` header: split at every `;`, then at the first `=`.
+    fn split_reading<'h>(header: &'h str, name: &str) -> Vec<&'h str> {
+        let pairs = header.split(';').filter_map(|pair| pair.split_once('='));
+        pairs
+            .filter(|(key, _)| key.trim_matches(is_space) == name)
+            .map(|(_, value)| unquote(value.trim_matches(is_space)))
+            .collect()
+    }
+
+    #[test]
+    fn finding_the_name_reads_like_splitting_every_pair() {
+        const PARTS: [&str; 12] = [
+            "session", "=", ";", " ", "\t", "\"", "x", "sess", "ion", "é", "a=b", "sessions",
+        ];
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        for _ in 0..20_000 {
+            let mut header = String::new();
+            for _ in 0..state % 12 {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                header.push_str(PARTS[(state % PARTS.len() as u64) as usize]);
+            }
+            state = state.wrapping_add(1);
+            let found: Vec<&str> = values(&header, "session").collect();
+            assert_eq!(found, split_reading(&header, "session"), "{header:?}");
+        }
     }
 
     #[test]

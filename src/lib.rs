@@ -55,6 +55,7 @@ mod id;
 mod lifetime;
 mod manager;
 mod merge;
+mod scratch;
 mod session;
 mod signer;
 pub mod store;

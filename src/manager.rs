@@ -6,6 +6,7 @@ use crate::codec::{Codec, MsgPack, SessionMap, Value};
 use crate::commit_locks::CommitLocks;
 use crate::events::{SessionEvent, SessionEvents, SuspiciousLog};
 use crate::lifetime;
+use crate::scratch::Scratch;
 use crate::session::PERMANENT_KEY;
 use crate::signer::Signed;
 use crate::store::Store;
@@ -204,8 +205,9 @@ impl<S: Store, C: Codec> SessionManager<S, C> {
     }
 
     /// Encodes `data` for a write: [`Error::TooLarge`] when it is over the session limit.
-    pub(crate) fn encode_for_write(&self, data: &SessionMap) -> Result<Vec<u8>> {
-        let bytes = self.codec.encode(data)?;
+    pub(crate) fn encode_for_write(&self, data: &SessionMap) -> Result<Scratch> {
+        let mut bytes = Scratch::take();
+        self.codec.encode_into(data, bytes.buffer())?;
         if bytes.len() > self.max_session_bytes {
             return Err(Error::TooLarge {
                 size: bytes.len(),

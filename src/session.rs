@@ -8,6 +8,7 @@ use serde::Serialize;
 use crate::codec::{Codec, MsgPack, SessionMap, Value};
 use crate::lifetime::{self, CREATED_KEY, LIFETIME_KEY, MAX_SESSION_LIFETIME};
 use crate::merge::Updates;
+use crate::scratch::Scratch;
 use crate::signer::Signed;
 use crate::store::Store;
 use crate::users::USER_UNTIL_KEY;
@@ -451,31 +452,8 @@ pub(crate) fn has_content(data: &SessionMap) -> bool {
 }
 
 pub(crate) fn to_value<T: Serialize + ?Sized>(value: &T) -> Result<Value> {
-    ENCODE_BUFFER.with(|cell| match cell.try_borrow_mut() {
-        Ok(mut buffer) => {
-            let converted = convert(&mut buffer, value);
-            if buffer.capacity() > MAX_KEPT_BUFFER {
-                *buffer = Vec::new();
-            }
-            converted
-        }
-        // A `Serialize` impl that itself inserts into a session: a buffer of its own.
-        Err(_) => convert(&mut Vec::new(), value),
-    })
-}
-
-/// `value` serialised into `buffer` (cleared first) and read back as a [`Value`].
-fn convert<T: Serialize + ?Sized>(buffer: &mut Vec<u8>, value: &T) -> Result<Value> {
-    buffer.clear();
-    rmp_serde::encode::write_named(buffer, value).map_err(|e| Error::Encode(Box::new(e)))?;
-    rmpv::decode::read_value(&mut buffer.as_slice()).map_err(|e| Error::Encode(Box::new(e)))
-}
-
-/// The largest [`ENCODE_BUFFER`] kept between two values.
-const MAX_KEPT_BUFFER: usize = 64 * 1024;
-
-thread_local! {
-    /// Where [`to_value`] serialises a value before reading it back as a [`Value`]: reused,
-    /// so that inserting a number allocates nothing.
-    static ENCODE_BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    let mut bytes = Scratch::take(); // reused: inserting a number allocates nothing
+    rmp_serde::encode::write_named(bytes.buffer(), value)
+        .map_err(|e| Error::Encode(Box::new(e)))?;
+    rmpv::decode::read_value(&mut &bytes[..]).map_err(|e| Error::Encode(Box::new(e)))
 }

@@ -27,6 +27,12 @@ pub type SessionHasher = foldhash::fast::RandomState;
 pub trait Codec: Send + Sync {
     /// The bytes to store for `map`.
     fn encode(&self, map: &SessionMap) -> Result<Vec<u8>>;
+    /// The bytes to store for `map`, written into `out` (which arrives empty), so that a
+    /// buffer can be reused; the default calls [`encode`](Codec::encode).
+    fn encode_into(&self, map: &SessionMap, out: &mut Vec<u8>) -> Result<()> {
+        *out = self.encode(map)?;
+        Ok(())
+    }
     /// The map stored in `bytes`; [`Error::Decode`](crate::Error::Decode) when they are not a
     /// valid payload of this codec.
     fn decode(&self, bytes: &[u8]) -> Result<SessionMap>;

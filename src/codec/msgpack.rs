@@ -51,8 +51,12 @@ impl Codec for MsgPack {
     fn encode(&self, map: &SessionMap) -> Result<Vec<u8>> {
         // Room for a typical session (a few hundred bytes), so that encoding allocates once.
         let mut out = Vec::with_capacity(256);
-        write_session(&mut out, map).map_err(Error::Encode)?;
+        self.encode_into(map, &mut out)?;
         Ok(out)
+    }
+
+    fn encode_into(&self, map: &SessionMap, out: &mut Vec<u8>) -> Result<()> {
+        write_session(out, map).map_err(Error::Encode)
     }
 
     fn decode(&self, bytes: &[u8]) -> Result<SessionMap> {

@@ -6,6 +6,9 @@ use std::time::SystemTime;
 
 use super::{Replaced, Store, Sweep, UserIndex};
 use crate::Result;
+use entries::{Entries, Entry};
+
+mod entries;
 
 /// How many writes may pass between two automatic evictions of expired entries, at least.
 const MIN_EVICTION_INTERVAL: usize = 1024;
@@ -33,23 +36,11 @@ pub struct MemoryStore {
 
 #[derive(Debug, Default)]
 struct Inner {
-    entries: HashMap<String, Entry>,
+    entries: Entries,
     /// The [`UserIndex`]: each user's session keys with the time their record lapses.
     users: HashMap<String, HashMap<String, SystemTime>>,
     writes_since_eviction: usize,
     size_after_eviction: usize,
-}
-
-#[derive(Debug)]
-struct Entry {
-    value: Vec<u8>,
-    expires: SystemTime,
-}
-
-impl Entry {
-    fn is_live(&self, now: SystemTime) -> bool {
-        self.expires > now
-    }
 }
 
 impl Inner {
@@ -68,7 +59,7 @@ impl Inner {
     fn evict_expired(&mut self, limit: usize) -> usize {
         let now = SystemTime::now();
         let mut evicted = 0;
-        self.entries.retain(|_, entry| {
+        self.entries.retain(|entry| {
             let evict = evicted < limit && !entry.is_live(now);
             evicted += usize::from(evict);
             !evict
@@ -123,7 +114,7 @@ impl Store for MemoryStore {
     }
 
     fn load(&self, key: &str) -> Result<Option<Vec<u8>>> {
-        Ok(self.lock().live_mut(key).map(|e| e.value.clone()))
+        Ok(self.lock().live_mut(key).map(|e| e.value().to_vec()))
     }
 
     fn create(&self, key: &str, value: &[u8], expires: SystemTime) -> Result<bool> {
@@ -131,11 +122,7 @@ impl Store for MemoryStore {
         if inner.live_mut(key).is_some() {
             return Ok(false);
         }
-        let entry = Entry {
-            value: value.to_vec(),
-            expires,
-        };
-        inner.entries.insert(key.to_owned(), entry);
+        inner.entries.insert(key, value, expires);
         inner.count_write();
         Ok(true)
     }
@@ -145,8 +132,7 @@ impl Store for MemoryStore {
         let Some(entry) = inner.live_mut(key) else {
             return Ok(false);
         };
-        entry.value.clear();
-        entry.value.extend_from_slice(value);
+        entry.set_value(value);
         entry.expires = expires;
         Ok(true)
     }
@@ -162,11 +148,10 @@ impl Store for MemoryStore {
         let Some(entry) = inner.live_mut(key) else {
             return Ok(Replaced::Gone);
         };
-        if entry.value != expected {
-            return Ok(Replaced::Changed(entry.value.clone()));
+        if entry.value() != expected {
+            return Ok(Replaced::Changed(entry.value().to_vec()));
         }
-        entry.value.clear();
-        entry.value.extend_from_slice(value);
+        entry.set_value(value);
         entry.expires = expires;
         Ok(Replaced::Done)
     }
@@ -189,7 +174,7 @@ impl Store for MemoryStore {
         let mut inner = self.lock();
         Ok(inner.live_mut(key).map(|entry| {
             entry.expires = expires;
-            entry.value.clone()
+            entry.value().to_vec()
         }))
     }
 }
