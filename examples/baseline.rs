@@ -5,8 +5,8 @@
 //! Options: `--addr HOST:PORT` (127.0.0.1:8001), `--threads N` (8, as the demo).
 
 use std::io::Cursor;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread;
 
 use tiny_http::{Header, Response, Server};
@@ -46,20 +46,22 @@ fn run((addr, threads): (String, usize)) -> Result<(), String> {
     let workers: Vec<_> = (0..threads)
         .map(|_| {
             let (server, visits) = (Arc::clone(&server), Arc::clone(&visits));
-            thread::spawn(move || loop {
-                match server.recv() {
-                    Ok(request) => {
-                        let visits = visits.fetch_add(1, Ordering::Relaxed) + 1;
-                        if let Err(err) = request.respond(text(format!("visits={visits}"))) {
-                            eprintln!("baseline: could not send the response: {err}");
+            thread::spawn(move || {
+                loop {
+                    match server.recv() {
+                        Ok(request) => {
+                            let visits = visits.fetch_add(1, Ordering::Relaxed) + 1;
+                            if let Err(err) = request.respond(text(format!("visits={visits}"))) {
+                                eprintln!("baseline: could not send the response: {err}");
+                            }
                         }
+                        Err(err) => eprintln!("baseline: accept failed: {err}"),
                     }
-                    Err(err) => eprintln!("baseline: accept failed: {err}"),
                 }
             })
         })
         .collect();
-    for worker in workers {
+    if let Some(worker) = workers.into_iter().next() {
         worker
             .join()
             .map_err(|_| "a worker thread panicked".to_owned())?;

@@ -26,8 +26,7 @@ use server_session::{
 };
 use tiny_http::{Header, Method, Request, Response, Server};
 
-pub const USAGE: &str =
-    "usage: demo [--addr HOST:PORT] [--threads N] [--store URL] [--secret KEY] \
+pub const USAGE: &str = "usage: demo [--addr HOST:PORT] [--threads N] [--store URL] [--secret KEY] \
      [--lifetime SECS] [--absolute SECS]\n\nroutes (GET or HEAD):\n\
      /                count this session's visits (after a login, greets once first)\n\
      /incr?key=NAME   add 1 to the counter NAME, exact under parallel requests\n\
@@ -166,7 +165,10 @@ pub fn start(args: &Args) -> Result<(), String> {
     let failed = |e: server_session::Error| format!("--store {scheme}: {e}");
     match scheme {
         "memory" => run(MemoryStore::new(), args),
-        "file" => match url.strip_prefix("file://").filter(|dir| dir.starts_with('/')) {
+        "file" => match url
+            .strip_prefix("file://")
+            .filter(|dir| dir.starts_with('/'))
+        {
             Some(dir) => run(file_store(dir)?, args),
             None => Err(format!("{url:?}: expected file:///absolute/directory")),
         },
@@ -180,12 +182,18 @@ pub fn start(args: &Args) -> Result<(), String> {
         "sqlite" => {
             let path = url.trim_start_matches("sqlite://");
             let sqlite = store::SqliteStore::open(path).map_err(failed)?;
-            run(store::CleanupEvery::new(sqlite, 1000, 500).map_err(failed)?, args)
+            run(
+                store::CleanupEvery::new(sqlite, 1000, 500).map_err(failed)?,
+                args,
+            )
         }
         #[cfg(feature = "postgres")]
         "postgres" | "postgresql" => {
             let postgres = store::PostgresStore::open(url).map_err(failed)?;
-            run(store::CleanupEvery::new(postgres, 1000, 500).map_err(failed)?, args)
+            run(
+                store::CleanupEvery::new(postgres, 1000, 500).map_err(failed)?,
+                args,
+            )
         }
         #[cfg(feature = "mongodb")]
         "mongodb" => run(store::MongoStore::open(url).map_err(failed)?, args),
@@ -281,10 +289,12 @@ pub fn serve<S: Store + 'static>(
 ) -> Vec<JoinHandle<()>> {
     let spawn = |_| {
         let (server, app) = (Arc::clone(&server), Arc::clone(&app));
-        thread::spawn(move || loop {
-            match server.recv() {
-                Ok(request) => respond(&app, request),
-                Err(err) => eprintln!("demo: accept failed: {err}"),
+        thread::spawn(move || {
+            loop {
+                match server.recv() {
+                    Ok(request) => respond(&app, request),
+                    Err(err) => eprintln!("demo: accept failed: {err}"),
+                }
             }
         })
     };

@@ -12,7 +12,7 @@
 //!
 //! `tests/examples.rs` drives [`respond`] the same way.
 
-use rouille::{post_input, Request, Response};
+use rouille::{Request, Response, post_input};
 use server_session::adapter::rouille::handle;
 use server_session::store::MemoryStore;
 use server_session::{Config, ErrorKind, Session, SessionManager};

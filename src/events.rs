@@ -9,8 +9,8 @@
 //! number left out since), so a flood of them cannot flood the log.
 
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Something that happened to a session; see each variant for where it is reported.

@@ -1,8 +1,8 @@
 //! Session ids: random, URL-safe, validated before use.
 
 use arrayvec::ArrayString;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 use crate::{Error, Result};
 

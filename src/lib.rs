@@ -63,10 +63,10 @@ mod store_key;
 mod users;
 
 pub use commit::Commit;
-pub use config::{Config, ConfigBuilder, SameSite, DEFAULT_MAX_SESSION_BYTES};
+pub use config::{Config, ConfigBuilder, DEFAULT_MAX_SESSION_BYTES, SameSite};
 pub use error::{BoxError, Error, ErrorKind, Result, StoreError};
 pub use events::{SessionEvent, SessionEvents, SessionMetrics};
-pub use id::{SessionId, MAX_ID_BYTES, MIN_ID_BYTES};
+pub use id::{MAX_ID_BYTES, MIN_ID_BYTES, SessionId};
 pub use lifetime::MAX_SESSION_LIFETIME;
 pub use manager::SessionManager;
 pub use session::Session;

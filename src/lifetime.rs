@@ -5,8 +5,8 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::codec::{SessionMap, Value};
 use crate::Config;
+use crate::codec::{SessionMap, Value};
 
 /// The key a session's creation time is stored under, in Unix seconds (only while an
 /// absolute lifetime is configured).

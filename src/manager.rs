@@ -11,7 +11,7 @@ use crate::session::PERMANENT_KEY;
 use crate::signer::Signed;
 use crate::store::Store;
 use crate::store_key::StoreKey;
-use crate::{cookie, Config, Error, Result, Session, SessionId, Signer};
+use crate::{Config, Error, Result, Session, SessionId, Signer, cookie};
 
 /// Opens sessions from `Cookie` headers; one per application, shared by every thread.
 ///

@@ -1,8 +1,8 @@
 //! Merging one request's changes onto the copy of its session that another request of the
 //! same session stored meanwhile (see `Session::update` and the commit).
 
-use crate::codec::{SessionMap, Value};
 use crate::Result;
+use crate::codec::{SessionMap, Value};
 
 /// One [`update`](crate::Session::update) closure, over raw values.
 type Update = Box<dyn FnMut(Option<&Value>) -> Result<Value> + Send>;

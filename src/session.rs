@@ -2,8 +2,8 @@
 
 use std::time::{Duration, SystemTime};
 
-use serde::de::DeserializeOwned;
 use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 use crate::codec::{Codec, MsgPack, SessionMap, Value};
 use crate::lifetime::{self, CREATED_KEY, LIFETIME_KEY, MAX_SESSION_LIFETIME};

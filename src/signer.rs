@@ -1,8 +1,8 @@
 //! Signed session-id cookies, byte-compatible with Flask-Session 0.8 (itsdangerous).
 
 use arrayvec::ArrayString;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ring::hmac;
 
 use crate::SessionId;

@@ -164,10 +164,12 @@ fn strings_including_unicode_and_str8() {
     assert_eq!(map["empty"], Value::from(""));
     assert_eq!(map["unicode"], Value::from("héllo ✓"));
     assert_eq!(map["long"], Value::from("x".repeat(40)));
-    assert!(payload("strings")
-        .msgpack
-        .windows(2)
-        .any(|w| w == [0xd9, 40]));
+    assert!(
+        payload("strings")
+            .msgpack
+            .windows(2)
+            .any(|w| w == [0xd9, 40])
+    );
 }
 
 #[test]

@@ -13,10 +13,10 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use common::{expires_of, CountingStore};
-use server_session::codec::{Codec, MsgPack};
-use server_session::store::{conformance, FileStore, MemoryStore, NullStore, Store};
+use common::{CountingStore, expires_of};
 use server_session::SessionManager;
+use server_session::codec::{Codec, MsgPack};
+use server_session::store::{FileStore, MemoryStore, NullStore, Store, conformance};
 use tiny_http::Server;
 
 /// Starts the demo's workers on an ephemeral port; they live until the test process ends.

@@ -83,10 +83,12 @@ fn an_undecodable_payload_is_counted_once() {
     let cookie = stored(&manager);
     let key = format!("session:{}", cookie.split_once('=').unwrap().1);
     let expires = SystemTime::now() + Duration::from_secs(60);
-    assert!(manager
-        .store()
-        .save(&key, b"\xc1 not msgpack", expires)
-        .unwrap());
+    assert!(
+        manager
+            .store()
+            .save(&key, b"\xc1 not msgpack", expires)
+            .unwrap()
+    );
     assert_eq!(manager.open(Some(&cookie)).get::<u32>("n").unwrap(), None);
     assert_eq!(metrics.count(SessionEvent::Undecodable), 1);
     assert_eq!(metrics.count(SessionEvent::Loaded), 0);
@@ -114,8 +116,8 @@ fn a_merge_is_counted() {
 #[cfg(feature = "redis")]
 #[test]
 fn a_failing_store_is_counted() {
-    use server_session::store::{conformance, RedisStore};
     use server_session::Error;
+    use server_session::store::{RedisStore, conformance};
     let store = RedisStore::builder()
         .url(format!("redis://{}/", conformance::closed_port()))
         .connection(conformance::fault_settings(Duration::from_millis(100)))

@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime};
 use server_session::store::conformance::{self, Guarded};
 use server_session::store::{FileStore, Store, Sweep, UserIndex};
 use server_session::{
-    conformance_tests, sweep_conformance_tests, user_index_conformance_tests, Error,
+    Error, conformance_tests, sweep_conformance_tests, user_index_conformance_tests,
 };
 use tempfile::TempDir;
 
@@ -375,9 +375,11 @@ fn a_prune_leaves_room_for_a_tenth_of_the_threshold() {
         .build()
         .unwrap();
     for i in 0..21 {
-        assert!(store
-            .create(&format!("k{i}"), b"v", in_secs(100 + i))
-            .unwrap());
+        assert!(
+            store
+                .create(&format!("k{i}"), b"v", in_secs(100 + i))
+                .unwrap()
+        );
     }
     assert_eq!(
         entry_count(dir.path()),
@@ -386,9 +388,11 @@ fn a_prune_leaves_room_for_a_tenth_of_the_threshold() {
     );
     assert!(store.load("k20").unwrap().is_some() && store.load("k2").unwrap().is_none());
     for i in 21..23 {
-        assert!(store
-            .create(&format!("k{i}"), b"v", in_secs(100 + i))
-            .unwrap());
+        assert!(
+            store
+                .create(&format!("k{i}"), b"v", in_secs(100 + i))
+                .unwrap()
+        );
     }
     assert_eq!(
         entry_count(dir.path()),
@@ -408,9 +412,11 @@ fn threshold_counts_files_already_in_the_directory() {
         .build()
         .unwrap();
     for i in 0..10 {
-        assert!(unlimited
-            .create(&format!("k{i}"), b"v", in_secs(100 + i))
-            .unwrap());
+        assert!(
+            unlimited
+                .create(&format!("k{i}"), b"v", in_secs(100 + i))
+                .unwrap()
+        );
     }
     assert_eq!(entry_count(dir.path()), 10);
     let bounded = FileStore::builder()
@@ -433,9 +439,11 @@ fn sweep_batches_counts_corrupt_files_and_removes_stale_temps() {
         .build()
         .unwrap();
     for i in 0..11 {
-        assert!(store
-            .create(&format!("old{i}"), b"v", in_secs(-10))
-            .unwrap());
+        assert!(
+            store
+                .create(&format!("old{i}"), b"v", in_secs(-10))
+                .unwrap()
+        );
     }
     assert!(store.create("live", b"v", in_secs(60)).unwrap());
     fs::write(file_for(dir.path(), "corrupt"), b"not a session").unwrap();
@@ -813,9 +821,11 @@ fn prune_ignores_the_users_directory_and_tidies_it() {
     let lapsed = index_for(dir.path(), "lapsed");
     fs::write(&lapsed, "k\t1000\n").unwrap();
     for i in 0..10 {
-        assert!(store
-            .create(&format!("k{i}"), b"v", in_secs(100 + i))
-            .unwrap());
+        assert!(
+            store
+                .create(&format!("k{i}"), b"v", in_secs(100 + i))
+                .unwrap()
+        );
     }
     assert_eq!(entry_count(dir.path()), 10, "no prune at the threshold");
     assert!(lapsed.exists(), "no prune yet");

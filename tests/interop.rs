@@ -23,10 +23,10 @@ use std::collections::BTreeMap;
 use std::thread;
 use std::time::Duration;
 
-use serde_json::{json, Value as Json};
+use serde_json::{Value as Json, json};
 use server_session::codec::{Codec, Json as JsonCodec, MsgPack, Value};
-use server_session::store::conformance::service_unavailable;
 use server_session::store::Store;
+use server_session::store::conformance::service_unavailable;
 use server_session::{Config, Session, SessionManager};
 
 #[path = "interop/backends.rs"]
@@ -83,10 +83,10 @@ impl Drop for Teardown {
     fn drop(&mut self) {
         // After a failure, a second panic here would abort the whole test binary: leave the
         // app open then (its connections are idle between requests).
-        if !thread::panicking() {
-            if let Some(mut python) = python() {
-                python.call(json!({"op": "close", "app": self.app}));
-            }
+        if !thread::panicking()
+            && let Some(mut python) = python()
+        {
+            python.call(json!({"op": "close", "app": self.app}));
         }
         if let Some(cleanup) = self.cleanup.take() {
             cleanup();

@@ -6,10 +6,10 @@ mod common;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::{cookie_pair, expires_of, CountingStore};
+use common::{CountingStore, cookie_pair, expires_of};
 use server_session::codec::{Codec, MsgPack, SessionMap, Value};
 use server_session::store::Store;
-use server_session::{Config, ConfigBuilder, Error, SessionManager, MAX_SESSION_LIFETIME};
+use server_session::{Config, ConfigBuilder, Error, MAX_SESSION_LIFETIME, SessionManager};
 
 const VECTORS: &str = include_str!("vectors/flask_session_0_8.json");
 const HOUR: Duration = Duration::from_secs(3600);

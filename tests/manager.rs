@@ -4,7 +4,7 @@ mod common;
 
 use std::time::{Duration, SystemTime};
 
-use common::{cookie_pair, cookie_value, httpdate_parse, CountingStore};
+use common::{CountingStore, cookie_pair, cookie_value, httpdate_parse};
 use server_session::codec::{Codec, MsgPack, Value};
 use server_session::store::{MemoryStore, NullStore, Store};
 use server_session::{Config, Error, SessionManager};
@@ -261,12 +261,13 @@ fn an_unknown_id_is_never_adopted() {
         m.store().inner.load(&format!("session:{chosen}")).unwrap(),
         None
     );
-    assert!(m
-        .store()
-        .inner
-        .load(&format!("session:{issued}"))
-        .unwrap()
-        .is_some());
+    assert!(
+        m.store()
+            .inner
+            .load(&format!("session:{issued}"))
+            .unwrap()
+            .is_some()
+    );
 }
 
 #[test]
@@ -315,12 +316,13 @@ fn signed_cookies_verify_and_rotate() {
     let cookie = first_visit(&old);
     assert_eq!(cookie_value(&cookie).matches('.').count(), 1);
     let id = cookie_value(&cookie).split('.').next().unwrap().to_owned();
-    assert!(old
-        .store()
-        .inner
-        .load(&format!("session:{id}"))
-        .unwrap()
-        .is_some());
+    assert!(
+        old.store()
+            .inner
+            .load(&format!("session:{id}"))
+            .unwrap()
+            .is_some()
+    );
     let mut s = old.open(Some(&cookie));
     assert_eq!(s.get::<u32>("visits").unwrap(), Some(1));
 
@@ -426,11 +428,12 @@ fn corrupt_payload_starts_fresh_and_is_deleted() {
     let id = cookie_value(&cookie);
     let key = format!("session:{id}");
     let far = SystemTime::now() + Duration::from_secs(60);
-    assert!(m
-        .store()
-        .inner
-        .save(&key, b"\x80\x03pickle-ish garbage", far)
-        .unwrap());
+    assert!(
+        m.store()
+            .inner
+            .save(&key, b"\x80\x03pickle-ish garbage", far)
+            .unwrap()
+    );
     for _ in 0..2 {
         let mut s = m.open(Some(&cookie));
         assert_eq!(s.get::<u32>("visits").unwrap(), None);
@@ -569,12 +572,13 @@ fn configured_prefix_and_id_length_shape_the_store_key() {
     let cookie = first_visit(&m);
     let id = cookie_value(&cookie);
     assert_eq!(id.len(), 22);
-    assert!(m
-        .store()
-        .inner
-        .load(&format!("app:{id}"))
-        .unwrap()
-        .is_some());
+    assert!(
+        m.store()
+            .inner
+            .load(&format!("app:{id}"))
+            .unwrap()
+            .is_some()
+    );
 }
 
 fn hex(text: &str) -> Vec<u8> {

@@ -14,10 +14,10 @@ use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::{assert_each_fails_within, NamedOp};
-use server_session::store::conformance::{self, service_unavailable, unique_prefix, SilentServer};
+use common::{NamedOp, assert_each_fails_within};
+use server_session::store::conformance::{self, SilentServer, service_unavailable, unique_prefix};
 use server_session::store::{ConnectionSettings, MemcachedError, MemcachedStore, Replaced, Store};
-use server_session::{conformance_tests, Config, Error, ErrorKind, SessionManager};
+use server_session::{Config, Error, ErrorKind, SessionManager, conformance_tests};
 
 const URL_ENV: &str = "SERVER_SESSION_MEMCACHED_URL";
 

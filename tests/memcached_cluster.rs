@@ -16,11 +16,11 @@ use std::net::{TcpListener, TcpStream};
 use std::time::{Duration, Instant, SystemTime};
 
 use cluster_support::{
-    kill, lock_exclusive, lock_shared, nodes, restore, steady, RestoreOnDrop, Steady,
+    RestoreOnDrop, Steady, kill, lock_exclusive, lock_shared, nodes, restore, steady,
 };
 use server_session::store::conformance::{self, service_unavailable, unique_prefix};
 use server_session::store::{ConnectionSettings, MemcachedStore, Store};
-use server_session::{conformance_tests, Config, SessionManager};
+use server_session::{Config, SessionManager, conformance_tests};
 
 const URL_ENV: &str = "SERVER_SESSION_MEMCACHED_CLUSTER_URL";
 

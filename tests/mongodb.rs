@@ -8,14 +8,14 @@
 use std::time::{Duration, SystemTime};
 
 use mongodb::bson::spec::BinarySubtype;
-use mongodb::bson::{doc, Binary, Bson, DateTime, Document};
+use mongodb::bson::{Binary, Bson, DateTime, Document, doc};
 use mongodb::sync::{Client, Collection};
 use server_session::store::conformance::{
-    self, service_unavailable, unique_prefix, Guarded, SilentServer,
+    self, Guarded, SilentServer, service_unavailable, unique_prefix,
 };
 use server_session::store::{ConnectionSettings, MongoStore, Store, UserIndex};
 use server_session::{
-    conformance_tests, user_index_conformance_tests, Config, Error, ErrorKind, SessionManager,
+    Config, Error, ErrorKind, SessionManager, conformance_tests, user_index_conformance_tests,
 };
 
 const URL_ENV: &str = "SERVER_SESSION_MONGODB_URL";
@@ -198,11 +198,13 @@ fn expired_document_not_yet_removed_reads_as_none() {
             "expiration": DateTime::from_system_time(SystemTime::now() - Duration::from_secs(5)),
         };
         raw(store).insert_one(document).run().unwrap();
-        assert!(raw(store)
-            .find_one(doc! { "id": key })
-            .run()
-            .unwrap()
-            .is_some());
+        assert!(
+            raw(store)
+                .find_one(doc! { "id": key })
+                .run()
+                .unwrap()
+                .is_some()
+        );
         assert_eq!(store.load(key).unwrap(), None);
         assert_eq!(store.load_and_touch(key, in_an_hour()).unwrap(), None);
         assert!(!store.save(key, b"late", in_an_hour()).unwrap());

@@ -14,9 +14,9 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{free_port, RedisServer};
-use server_session::store::conformance::service_unavailable;
+use common::{RedisServer, free_port};
 use server_session::store::RedisStore;
+use server_session::store::conformance::service_unavailable;
 use tiny_http::Server;
 
 /// `GET path` with an optional cookie: (status, body, Set-Cookie pair) and how long it took.

@@ -8,10 +8,10 @@
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use server_session::store::conformance::{self, service_unavailable, Guarded};
+use server_session::store::conformance::{self, Guarded, service_unavailable};
 use server_session::store::{CleanupEvery, ConnectionSettings, PostgresStore, Store, Sweep};
 use server_session::{
-    conformance_tests, sweep_conformance_tests, user_index_conformance_tests, Error, ErrorKind,
+    Error, ErrorKind, conformance_tests, sweep_conformance_tests, user_index_conformance_tests,
 };
 
 const URL_ENV: &str = "SERVER_SESSION_POSTGRES_URL";
@@ -120,8 +120,7 @@ fn columns(
     client: &mut postgres::Client,
     table: &str,
 ) -> Vec<(String, String, Option<i32>, String)> {
-    let sql =
-        "SELECT column_name::text, data_type::text, character_maximum_length, is_nullable::text \
+    let sql = "SELECT column_name::text, data_type::text, character_maximum_length, is_nullable::text \
                FROM information_schema.columns WHERE table_name = $1 ORDER BY ordinal_position";
     let rows = client.query(sql, &[&table]).unwrap();
     rows.iter()
@@ -170,12 +169,16 @@ fn created_table_matches_flask_session() {
         assert_eq!(columns(client, table), expected_columns());
         let indexes = index_definitions(client, table);
         assert_eq!(indexes.len(), 3, "{indexes:?}");
-        assert!(indexes
-            .iter()
-            .any(|d| d.contains("UNIQUE INDEX") && d.contains("(session_id)")));
-        assert!(indexes
-            .iter()
-            .any(|d| d.contains(&format!("{table}_expiry_idx")) && d.contains("(expiry)")));
+        assert!(
+            indexes
+                .iter()
+                .any(|d| d.contains("UNIQUE INDEX") && d.contains("(session_id)"))
+        );
+        assert!(
+            indexes
+                .iter()
+                .any(|d| d.contains(&format!("{table}_expiry_idx")) && d.contains("(expiry)"))
+        );
         let default: String = client
             .query_one(
                 "SELECT column_default FROM information_schema.columns WHERE table_name = $1 AND column_name = 'id'",
@@ -249,9 +252,11 @@ fn null_expiry_rows_are_expired_and_swept() {
         );
         assert!(!store.touch("session:null1", in_secs(60)).unwrap());
         assert!(!store.save("session:null1", b"late", in_secs(60)).unwrap());
-        assert!(store
-            .create("session:null1", b"fresh", in_secs(60))
-            .unwrap());
+        assert!(
+            store
+                .create("session:null1", b"fresh", in_secs(60))
+                .unwrap()
+        );
         assert_eq!(
             store.sweep(100).unwrap(),
             1,

@@ -10,15 +10,15 @@ mod common;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::{free_port, read_resp_command, RedisServer};
+use common::{RedisServer, free_port, read_resp_command};
 use server_session::store::conformance::{self, service_unavailable, unique_prefix};
 use server_session::store::{ConnectionSettings, RedisStore, Store, UserIndex};
 use server_session::{
-    conformance_tests, user_index_conformance_tests, Config, Error, SessionManager,
+    Config, Error, SessionManager, conformance_tests, user_index_conformance_tests,
 };
 
 const URL_ENV: &str = "SERVER_SESSION_REDIS_URL";
@@ -132,9 +132,11 @@ fn past_expiry_leaves_no_key() {
         assert!(store.create(&key, b"stale", past).unwrap());
         let exists: i64 = redis::cmd("EXISTS").arg(&key).query(&mut conn).unwrap();
         assert_eq!(exists, 0);
-        assert!(store
-            .create(&key, b"live", SystemTime::now() + Duration::from_secs(60))
-            .unwrap());
+        assert!(
+            store
+                .create(&key, b"live", SystemTime::now() + Duration::from_secs(60))
+                .unwrap()
+        );
         assert!(
             store.touch(&key, UNIX_EPOCH).unwrap(),
             "touch of a live key"
@@ -331,9 +333,11 @@ fn read_timeout_fails_the_operation_and_never_reads_the_late_reply() {
     );
     std::thread::sleep(Duration::from_millis(700)); // the late reply has arrived by now
     assert_eq!(store.load("k").unwrap().as_deref(), Some(&b"fresh"[..]));
-    assert!(store
-        .save("k", b"v", SystemTime::now() + Duration::from_secs(60))
-        .unwrap());
+    assert!(
+        store
+            .save("k", b"v", SystemTime::now() + Duration::from_secs(60))
+            .unwrap()
+    );
 }
 
 /// The default store is the local server Flask-Session uses by default, checked at start-up.

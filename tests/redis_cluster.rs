@@ -16,12 +16,12 @@ use std::io::{BufReader, Write};
 use std::net::TcpListener;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use cluster_support::{nodes, steady, Steady};
-use common::{assert_each_fails_within, read_resp_command, NamedOp};
+use cluster_support::{Steady, nodes, steady};
+use common::{NamedOp, assert_each_fails_within, read_resp_command};
 use server_session::store::conformance::{self, service_unavailable, unique_prefix};
 use server_session::store::{ConnectionSettings, RedisClusterStore, Store, UserIndex};
 use server_session::{
-    conformance_tests, user_index_conformance_tests, Config, Error, SessionManager,
+    Config, Error, SessionManager, conformance_tests, user_index_conformance_tests,
 };
 
 const URL_ENV: &str = "SERVER_SESSION_REDIS_CLUSTER_URL";

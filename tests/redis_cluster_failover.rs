@@ -12,9 +12,9 @@ mod cluster_support;
 
 use std::time::{Duration, Instant};
 
-use cluster_support::{kill, lock_exclusive, nodes, restore, RestoreOnDrop};
-use server_session::store::conformance::{service_unavailable, unique_prefix};
+use cluster_support::{RestoreOnDrop, kill, lock_exclusive, nodes, restore};
 use server_session::store::RedisClusterStore;
+use server_session::store::conformance::{service_unavailable, unique_prefix};
 use server_session::{Config, Error, SessionManager};
 
 const URL_ENV: &str = "SERVER_SESSION_REDIS_CLUSTER_URL";

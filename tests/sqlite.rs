@@ -4,11 +4,11 @@
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
 
-use rusqlite::{params, Connection};
+use rusqlite::{Connection, params};
 use server_session::store::conformance::{self, Guarded};
 use server_session::store::{CleanupEvery, ConnectionSettings, SqliteStore, Store, Sweep};
 use server_session::{
-    conformance_tests, sweep_conformance_tests, user_index_conformance_tests, Error, ErrorKind,
+    Error, ErrorKind, conformance_tests, sweep_conformance_tests, user_index_conformance_tests,
 };
 use tempfile::TempDir;
 
@@ -91,8 +91,7 @@ fn table_sql(conn: &Connection, name: &str) -> Option<String> {
 }
 
 /// SQLAlchemy's own DDL for Flask-Session 0.8's model on SQLite.
-const FLASK_DDL: &str =
-    "CREATE TABLE sessions (\n\tid INTEGER NOT NULL, \n\tsession_id VARCHAR(255), \
+const FLASK_DDL: &str = "CREATE TABLE sessions (\n\tid INTEGER NOT NULL, \n\tsession_id VARCHAR(255), \
     \n\tdata BLOB, \n\texpiry DATETIME, \n\tPRIMARY KEY (id), \n\tUNIQUE (session_id)\n)";
 
 // ---------------------------------------------------------------------------------------------
@@ -204,9 +203,11 @@ fn null_expiry_rows_are_expired_and_swept() {
     );
     assert!(!store.touch("session:null1", in_secs(60)).unwrap());
     assert!(!store.save("session:null1", b"late", in_secs(60)).unwrap());
-    assert!(store
-        .create("session:null1", b"fresh", in_secs(60))
-        .unwrap());
+    assert!(
+        store
+            .create("session:null1", b"fresh", in_secs(60))
+            .unwrap()
+    );
     assert_eq!(
         store.load("session:null1").unwrap(),
         Some(b"fresh".to_vec())

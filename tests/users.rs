@@ -100,10 +100,11 @@ fn a_session_past_its_record_is_ended() {
     data.insert("n".into(), Value::from(1));
     let key = "session:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
     let expires = SystemTime::now() + Duration::from_secs(60);
-    assert!(m
-        .store()
-        .create(key, &MsgPack.encode(&data).unwrap(), expires)
-        .unwrap());
+    assert!(
+        m.store()
+            .create(key, &MsgPack.encode(&data).unwrap(), expires)
+            .unwrap()
+    );
     let cookie = format!("session={}", &key["session:".len()..]);
     let mut session = m.open(Some(&cookie));
     assert_eq!(session.get::<u32>("n").unwrap(), None, "read as absent");

@@ -16,10 +16,10 @@
 
 use std::borrow::Cow;
 
-use crate::codec::Codec;
-use crate::store::Store;
 #[cfg(doc)]
 use crate::SessionManager;
+use crate::codec::Codec;
+use crate::store::Store;
 use crate::{Commit, Error, Result, Session};
 
 #[cfg(feature = "rouille")]

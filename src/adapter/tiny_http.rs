@@ -182,8 +182,8 @@ mod tests {
     use ::tiny_http::TestRequest;
 
     use super::*;
-    use crate::store::MemoryStore;
     use crate::Config;
+    use crate::store::MemoryStore;
 
     type Manager = SessionManager<MemoryStore>;
 

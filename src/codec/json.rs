@@ -11,8 +11,8 @@
 use std::cell::Cell;
 use std::{fmt, io};
 
-use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
 use indexmap::map::Entry;
 use rmpv::Value;
 use serde::ser::{SerializeMap, SerializeSeq};

@@ -93,10 +93,9 @@ impl<S: Sweep> CleanupEvery<S> {
     fn count<T>(&self, result: Result<T>) -> Result<T> {
         if result.is_ok()
             && self.writes.fetch_add(1, Ordering::Relaxed) % self.every == self.every - 1
+            && let Err(e) = self.inner.sweep(self.batch)
         {
-            if let Err(e) = self.inner.sweep(self.batch) {
-                log::warn!("periodic session cleanup failed: {e}");
-            }
+            log::warn!("periodic session cleanup failed: {e}");
         }
         result
     }

@@ -498,10 +498,11 @@ impl Store for FileStore {
             if matches!(previous, Slot::Missing) {
                 locked.state.entries += 1;
             }
-            if self.threshold > 0 && locked.state.entries > self.threshold {
-                if let Err(e) = self.prune(&mut locked, &name) {
-                    log::warn!("pruning the session directory failed: {e:?}");
-                }
+            if self.threshold > 0
+                && locked.state.entries > self.threshold
+                && let Err(e) = self.prune(&mut locked, &name)
+            {
+                log::warn!("pruning the session directory failed: {e:?}");
             }
             Ok(true)
         })

@@ -7,14 +7,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
+use ::mongodb::IndexModel;
 use ::mongodb::bson::spec::BinarySubtype;
-use ::mongodb::bson::{doc, Binary, DateTime, Document};
+use ::mongodb::bson::{Binary, DateTime, Document, doc};
 use ::mongodb::error::{ErrorKind, WriteFailure};
 use ::mongodb::options::{ClientOptions, IndexOptions};
 use ::mongodb::sync::{Client, Collection};
-use ::mongodb::IndexModel;
 
-use super::redact::{redact, SecretUrl};
+use super::redact::{SecretUrl, redact};
 use super::{ConnectionSettings, Replaced, Store, UserIndex};
 use crate::{Error, Result, StoreError};
 

@@ -8,8 +8,8 @@ use ::redis::io::tcp::TcpSettings;
 use ::redis::{Client, Cmd, Connection, FromRedisValue, RedisError, Value};
 use r2d2::{ManageConnection, Pool};
 
-use super::redact::{redact, SecretUrl};
 use super::ConnectionSettings;
+use super::redact::{SecretUrl, redact};
 use crate::{Error, ErrorKind, Result, StoreError};
 
 impl From<RedisError> for Error {

@@ -11,11 +11,11 @@ use ::redis::{
 };
 use r2d2::{ManageConnection, Pool};
 
+use super::ConnectionSettings;
 use super::builder::setters;
 use super::redact::SecretUrl;
 use super::redis::pool::{self, Pooled};
 use super::redis::{is_server_reply, store_by_commands, store_error};
-use super::ConnectionSettings;
 use crate::{Error, ErrorKind, Result, StoreError};
 
 /// The store's name in its errors.

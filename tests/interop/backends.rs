@@ -1,7 +1,7 @@
 //! The stores and the matching Flask-Session settings, one function per backend, each in a
 //! namespace of its own.
 
-use serde_json::{json, Value as Json};
+use serde_json::{Value as Json, json};
 
 /// A fresh store for one test, the same backend's settings for the Flask app, and what removes
 /// the test's table or collection at the end (without panicking).

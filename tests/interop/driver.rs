@@ -9,7 +9,7 @@ use std::sync::{Mutex, MutexGuard, Once, OnceLock, PoisonError};
 use std::thread::{self, ThreadId};
 use std::time::Duration;
 
-use serde_json::{json, Value as Json};
+use serde_json::{Value as Json, json};
 
 /// The Python interpreter that has Flask-Session 0.8 (`target/interop-venv/bin/python`).
 const PYTHON_ENV: &str = "SERVER_SESSION_INTEROP_PYTHON";

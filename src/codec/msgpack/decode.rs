@@ -8,7 +8,7 @@
 use indexmap::map::Entry;
 use rmpv::Value;
 
-use super::{nested, MsgPackError};
+use super::{MsgPackError, nested};
 use crate::codec::{SessionHasher, SessionMap};
 
 /// The session map in `bytes`: a map with UTF-8 string keys, each once, and nothing after it.

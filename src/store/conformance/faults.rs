@@ -3,12 +3,12 @@
 //! [`ErrorKind::Unavailable`], instead of pinning a worker thread.
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use super::{after, Store};
+use super::{Store, after};
 use crate::store::ConnectionSettings;
 use crate::{ErrorKind, Result};
 

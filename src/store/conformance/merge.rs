@@ -202,7 +202,9 @@ pub fn concurrent_requests_merge<S: Store>(store: &S, prefix: &str) {
     let manager = merge_manager(store, prefix);
     let cookie = stored_session(&manager);
     let conflicts = run_workers(store, prefix, &cookie, 0..MERGE_WORKERS);
-    println!("{MERGE_WORKERS} × {MERGE_REQUESTS} merging requests: {conflicts} gave up and were sent again");
+    println!(
+        "{MERGE_WORKERS} × {MERGE_REQUESTS} merging requests: {conflicts} gave up and were sent again"
+    );
     assert_merged(&manager, &cookie, 0..MERGE_WORKERS, MERGE_REQUESTS);
 }
 

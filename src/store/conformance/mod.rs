@@ -158,12 +158,13 @@ where
 
 /// Reports that the service for `test` is missing: a skip, or a panic when it is required.
 ///
-/// ```
+/// ```standalone_crate
 /// use server_session::store::conformance::{service_unavailable, REQUIRE_SERVICES_ENV};
 ///
-/// std::env::remove_var(REQUIRE_SERVICES_ENV);
+/// // SAFETY: a standalone doctest is a process of its own, with no other thread yet.
+/// unsafe { std::env::remove_var(REQUIRE_SERVICES_ENV) };
 /// service_unavailable("doc"); // prints "SKIP doc: service not available"
-/// std::env::set_var(REQUIRE_SERVICES_ENV, "1"); // as scripts/test.sh and CI run
+/// unsafe { std::env::set_var(REQUIRE_SERVICES_ENV, "1") }; // as scripts/test.sh and CI run
 /// assert!(std::panic::catch_unwind(|| service_unavailable("doc")).is_err());
 /// ```
 pub fn service_unavailable(test: &str) {

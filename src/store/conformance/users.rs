@@ -3,8 +3,8 @@
 use std::sync::Barrier;
 
 use super::*;
-use crate::store::UserIndex;
 use crate::SessionManager;
+use crate::store::UserIndex;
 
 /// The sorted keys `store` records for `user`.
 fn keys_of<S: UserIndex>(store: &S, user: &str) -> Vec<String> {

@@ -8,9 +8,9 @@ use std::time::{Duration, SystemTime};
 
 use super::health::Health;
 use super::pool::Pool;
-use super::{exptime, MemcachedError, KEEP_BUFFER, MAX_ITEM, MAX_LINE};
-use crate::store::ConnectionSettings;
+use super::{KEEP_BUFFER, MAX_ITEM, MAX_LINE, MemcachedError, exptime};
 use crate::Error;
+use crate::store::ConnectionSettings;
 
 /// Why one command on one connection failed; the connection is closed either way.
 pub(super) enum Failure {

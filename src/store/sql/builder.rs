@@ -4,9 +4,9 @@ use r2d2::{ManageConnection, Pool};
 
 use super::dialect::DialectImpl;
 use super::statements::{Statements, UserStatements};
-use super::{set_up, Dialect, SqlStore};
-use crate::store::builder::setters;
+use super::{Dialect, SqlStore, set_up};
 use crate::store::ConnectionSettings;
+use crate::store::builder::setters;
 use crate::{Error, Result};
 
 /// Where the builder gets its connections.
@@ -204,7 +204,7 @@ impl<D: Dialect> SqlStoreBuilder<D> {
                 return Err(Error::Config(format!(
                     "the {} needs a database to open or a pool",
                     D::LABEL
-                )))
+                )));
             }
             Source::Open(target) => {
                 let (manager, target) = D::manager(target, self.options, &self.settings)?;

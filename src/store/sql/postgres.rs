@@ -16,15 +16,15 @@
 use std::marker::PhantomData;
 use std::time::Duration;
 
+use postgres::NoTls;
 use postgres::error::SqlState;
 use postgres::types::ToSql;
-use postgres::NoTls;
 
 use super::dialect::DialectImpl;
-use super::statements::{quote, Names};
-use super::{builder::Source, Arg, Dialect, SqlStore, SqlStoreBuilder};
-use crate::store::redact::{redact, SecretUrl};
+use super::statements::{Names, quote};
+use super::{Arg, Dialect, SqlStore, SqlStoreBuilder, builder::Source};
 use crate::store::ConnectionSettings;
+use crate::store::redact::{SecretUrl, redact};
 use crate::{Error, ErrorKind, Result, StoreError};
 
 mod connection;
