@@ -1,37 +1,9 @@
 //! Pickle codec: what Flask-Session 0.6 and older stored on every backend (`pickle.dumps` of the
 //! session dict) and what cachelib's `FileSystemCache` stores in its files.
 //!
-//! The decoder is a small interpreter of the data opcodes of protocols 0 to 5. It never imports
-//! or calls anything: of the globals a pickle may name, it knows only the data types below and
-//! evaluates them itself; any other global (`os.system`, a class with `__reduce__`, ...) is a
-//! [`PickleError::Global`] naming it, and the opcodes that create instances, set object state or
-//! fetch external data are refused as well ([`PickleError::Refused`]). It is bounded: values nest
-//! at most 127 deep (the session dict included, as with the other codecs), the memo holds at
-//! most 2^20 objects, a length prefix is checked against the bytes present before anything is
-//! allocated, integer text is limited to CPython's 4300 digits, and shared references (the memo)
-//! can expand the decoded session to at most 1 MiB plus 64 times the input's size.
-//!
-//! | Python, pickled | [`Value`] | encoded back as |
-//! |---|---|---|
-//! | `None`, `bool`, `float` | `Nil`, `Boolean`, `F64` | the same type |
-//! | `int` within `i64` / `u64` | `Integer` | `int` |
-//! | a larger `int` | `Ext(`[`Pickle::BIG_INT_EXT`]`, ` its little-endian two's complement`)` | `int` (exact) |
-//! | `str` | `String` | `str` |
-//! | `bytes`, `bytearray` | `Binary` | `bytes` |
-//! | `list`, `tuple`, `set`, `frozenset` | `Array` | `list`; `tuple` as a dict key |
-//! | `dict` (any hashable keys) | `Map`, in order | `dict` |
-//! | `datetime.datetime` with a `datetime.timezone` | `Ext(-1, ..)`: the timestamp in UTC | `datetime` in UTC |
-//! | naive `datetime.datetime` | `String`: `2030-01-02T03:04:05[.ffffff]` | `str` |
-//! | `datetime.date` | `String`: `2030-01-02` | `str` |
-//!
-//! The datetime rows are the shapes Flask-Session 0.8 (msgspec) gives the same Python values in
-//! MessagePack, so a session reads alike whichever of the two formats Python wrote it in: an
-//! aware datetime is a timestamp extension in msgspec's layout (32, 64 or 96 bit), while naive
-//! datetimes and dates are ISO 8601 text (msgspec has no other form for them, and they come back
-//! to Python as `str` just as after Flask-Session 0.8's own upgrade of a pickled session). Other
-//! values Python can pickle (`timedelta`, `Decimal`, `UUID`, instances of classes, tz-aware
-//! datetimes with a `zoneinfo` zone, ...) are decode errors. Encoding writes protocol 4
-//! (readable by Python 3.4 and later), without frames or memo; an `F32` becomes a `float`.
+//! The decoder (`decode.rs`, with the objects and known globals in `build.rs`) is a small
+//! interpreter of pickle's data opcodes that never imports or calls anything; `encode.rs` writes
+//! protocol 4. The mapping, the refusals and the limits are documented on [`Pickle`].
 
 use std::fmt;
 
@@ -48,11 +20,41 @@ mod time;
 #[cfg(test)]
 mod tests;
 
-/// Python pickle codec: reads the session dicts CPython pickles (protocols 0 to 5) and writes
-/// pickles that Python's `pickle.loads` reads back into the same Python types.
+/// Python pickle codec: reads the session dicts CPython pickles (protocols 0 to 5), as
+/// Flask-Session 0.6 and older stored them and cachelib's `FileSystemCache` stores them, and
+/// writes pickles that Python's `pickle.loads` reads back into the same Python types.
 ///
-/// See the [module documentation](self) for the mapping of Python types to [`Value`]s, what is
-/// refused and the limits.
+/// The decoder is a small interpreter of the data opcodes of protocols 0 to 5. It never imports
+/// or calls anything: of the globals a pickle may name, it knows only the data types below and
+/// evaluates them itself; any other global (`os.system`, a class with `__reduce__`, ...) is a
+/// [`PickleError::Global`] naming it, and the opcodes that create instances, set object state or
+/// fetch external data are refused as well ([`PickleError::Refused`]). It is bounded: values nest
+/// at most 127 deep (the session dict included, as with the other codecs), the memo holds at
+/// most 2^20 objects, a length prefix is checked against the bytes present before anything is
+/// allocated, integer text is limited to CPython's 4300 digits, and shared references (the memo)
+/// can expand the decoded session to at most 1 MiB plus 64 times the input's size.
+///
+/// | Python, pickled | [`Value`] | encoded back as |
+/// |---|---|---|
+/// | `None`, `bool`, `float` | `Nil`, `Boolean`, `F64` | the same type |
+/// | `int` within `i64` / `u64` | `Integer` | `int` |
+/// | a larger `int` | `Ext(`[`Pickle::BIG_INT_EXT`]`, ` its little-endian two's complement`)` | `int` (exact) |
+/// | `str` | `String` | `str` |
+/// | `bytes`, `bytearray` | `Binary` | `bytes` |
+/// | `list`, `tuple`, `set`, `frozenset` | `Array` | `list`; `tuple` as a dict key |
+/// | `dict` (any hashable keys) | `Map`, in order | `dict` |
+/// | `datetime.datetime` with a `datetime.timezone` | `Ext(-1, ..)`: the timestamp in UTC | `datetime` in UTC |
+/// | naive `datetime.datetime` | `String`: `2030-01-02T03:04:05[.ffffff]` | `str` |
+/// | `datetime.date` | `String`: `2030-01-02` | `str` |
+///
+/// The datetime rows are the shapes Flask-Session 0.8 (msgspec) gives the same Python values in
+/// MessagePack, so a session reads alike whichever of the two formats Python wrote it in: an
+/// aware datetime is a timestamp extension in msgspec's layout (32, 64 or 96 bit), while naive
+/// datetimes and dates are ISO 8601 text (msgspec has no other form for them, and they come back
+/// to Python as `str` just as after Flask-Session 0.8's own upgrade of a pickled session). Other
+/// values Python can pickle (`timedelta`, `Decimal`, `UUID`, instances of classes, tz-aware
+/// datetimes with a `zoneinfo` zone, ...) are decode errors. Encoding writes protocol 4
+/// (readable by Python 3.4 and later), without frames or memo; an `F32` becomes a `float`.
 ///
 /// ```
 /// use server_session::codec::{Codec, Pickle, SessionMap, Value};
