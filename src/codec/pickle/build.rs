@@ -204,7 +204,7 @@ fn timedelta<'a>(args: impl Iterator<Item = &'a Obj>) -> Result<Obj, PickleError
 fn timezone(offset: Option<&Obj>, name: Option<&Obj>) -> Result<Obj, PickleError> {
     match (offset, name) {
         (Some(&Obj::Timedelta(us)), None | Some(Obj::Value(Value::String(_))))
-            if us.abs() < 86_400_000_000 =>
+            if us.unsigned_abs() < 86_400_000_000 =>
         {
             Ok(Obj::Timezone(us))
         }

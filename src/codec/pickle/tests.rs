@@ -264,6 +264,8 @@ fn the_known_globals_check_their_arguments() {
         b"c__builtin__\nset\n(K\x01tR",           // set(1)
         b"cdatetime\ntimezone\n(cdatetime\ntimedelta\n(K\x01tRtR", // a day's offset
         b"cdatetime\ntimedelta\n(Vx\ntR",
+        // timedelta(0, 0, -2**63): a total of exactly i64::MIN microseconds as the offset.
+        b"cdatetime\ntimezone\n(cdatetime\ntimedelta\n(K\x00K\x00\x8a\x08\x00\x00\x00\x00\x00\x00\x00\x80tRtR",
         b"cdatetime\ndate\nK\x01R", // arguments not a tuple
         b"K\x01)R",                 // calling an int
     ];
