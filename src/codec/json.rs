@@ -266,8 +266,8 @@ impl Ser<'_> {
 
 /// Seconds of 0001-01-01T00:00:00Z and of 9999-12-31T23:59:59Z since the Unix epoch: the range
 /// of Python's `datetime` and of RFC 3339's four-digit years.
-const MIN_SECS: i64 = -62_135_596_800;
-const MAX_SECS: i64 = 253_402_300_799;
+pub(super) const MIN_SECS: i64 = -62_135_596_800;
+pub(super) const MAX_SECS: i64 = 253_402_300_799;
 
 /// The RFC 3339 UTC text of a timestamp extension payload, as msgspec writes an aware datetime:
 /// `2030-01-02T03:04:05Z`, with `.ffffff` only when the microseconds are not zero (nine digits
@@ -291,7 +291,7 @@ fn timestamp_rfc3339(data: &[u8]) -> Option<String> {
 }
 
 /// Seconds and nanoseconds of the three timestamp layouts (32, 64 and 96 bit).
-fn timestamp_parts(data: &[u8]) -> Option<(i64, u32)> {
+pub(super) fn timestamp_parts(data: &[u8]) -> Option<(i64, u32)> {
     let (secs, nanos) = match data.len() {
         4 => (i64::from(u32::from_be_bytes(data.try_into().ok()?)), 0),
         8 => {
