@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 VENV="target/interop-venv"
 REQUIREMENTS="tests/interop/requirements.txt"
 STAMP="$VENV/requirements.installed"
-IMPORTS="import flask, flask_session, msgspec, redis, pymemcache, flask_sqlalchemy, psycopg2, pymongo"
+IMPORTS="import flask, flask_session, msgspec, redis, redis.cluster, pymemcache, flask_sqlalchemy, psycopg2, pymongo"
 
 fail() { echo "interop.sh: $*" >&2; exit 1; }
 

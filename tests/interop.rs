@@ -1,6 +1,7 @@
 //! Sharing sessions with Flask-Session 0.8: the real Flask-Session from PyPI and a
 //! `SessionManager`, configured alike, on the same server, for every shared backend (Redis,
-//! Memcached, SQLite and PostgreSQL through SQLAlchemy, MongoDB) with the signer on and off and
+//! Redis Cluster through redis-py's `RedisCluster`, Memcached, SQLite and PostgreSQL through
+//! SQLAlchemy, MongoDB) with the signer on and off and
 //! both serialization formats. Each test asserts both directions: sessions and cookies made by
 //! one app are used by the other, values keep their types, logout and `regenerate` in one app
 //! end the old id for the other, legacy pickled sessions follow the documented policy, and a
@@ -31,6 +32,9 @@ use server_session::{Config, Session, SessionManager};
 
 #[path = "interop/backends.rs"]
 mod backends;
+#[cfg(feature = "redis-cluster")]
+#[path = "cluster_support/mod.rs"]
+mod cluster_support;
 #[path = "interop/driver.rs"]
 mod driver;
 #[path = "interop/lifecycle.rs"]
@@ -766,6 +770,7 @@ macro_rules! interop_tests {
 }
 
 interop_tests!("redis", redis, redis_backend);
+interop_tests!("redis-cluster", redis_cluster, redis_cluster_backend);
 interop_tests!("memcached", memcached, memcached_backend);
 interop_tests!("sqlite", sqlite, sqlite_backend);
 interop_tests!("postgres", postgres, postgres_backend);
@@ -800,6 +805,7 @@ mod users_everywhere {
     }
 
     user_tests!("redis", redis, redis_backend);
+    user_tests!("redis-cluster", redis_cluster, redis_cluster_backend);
     user_tests!("sqlite", sqlite, sqlite_backend);
     user_tests!("postgres", postgres, postgres_backend);
     user_tests!("mongodb", mongodb, mongodb_backend);

@@ -46,6 +46,26 @@ pub(crate) fn redis_backend(_: &Namespace) -> Option<Backend<server_session::sto
     })
 }
 
+/// `SESSION_TYPE = "redis"` with a redis-py `RedisCluster` on the same seed nodes as
+/// `SESSION_REDIS` (see `flask_app.py` for how Flask-Session 0.8 is made to use it). The store
+/// holds the clusters' lock shared, so that no failover test kills a node under the test.
+#[cfg(feature = "redis-cluster")]
+pub(crate) fn redis_cluster_backend(
+    _: &Namespace,
+) -> Option<Backend<crate::cluster_support::Steady<server_session::store::RedisClusterStore>>> {
+    let url = env_url("SERVER_SESSION_REDIS_CLUSTER_URL")?;
+    let store = server_session::store::RedisClusterStore::open(&url).expect("RedisClusterStore");
+    let python = json!({
+        "backend": "redis-cluster",
+        "nodes": crate::cluster_support::nodes(&url),
+    });
+    Some(Backend {
+        store: crate::cluster_support::steady(store),
+        python,
+        cleanup: None,
+    })
+}
+
 /// `SESSION_TYPE = "memcached"` with a pymemcache client on the one server.
 #[cfg(feature = "memcached")]
 pub(crate) fn memcached_backend(

@@ -72,7 +72,10 @@ def build_app(cfg):
         PERMANENT_SESSION_LIFETIME=datetime.timedelta(seconds=cfg["lifetime_secs"]),
     )
     closers = configure_backend(app, cfg)
-    Session(app)
+    if cfg["backend"] == "redis-cluster":
+        closers += init_session_on_cluster(app)
+    else:
+        Session(app)
     app.add_url_rule("/act", view_func=act, methods=["POST"])
     return app, closers
 
@@ -84,6 +87,14 @@ def configure_backend(app, cfg):
         import redis
 
         client = redis.Redis.from_url(cfg["url"], socket_timeout=10)
+        app.config.update(SESSION_TYPE="redis", SESSION_REDIS=client)
+        return [client.close]
+    if backend == "redis-cluster":
+        from redis.cluster import ClusterNode, RedisCluster
+
+        hosts_ports = (node.rsplit(":", 1) for node in cfg["nodes"])
+        nodes = [ClusterNode(host, int(port)) for host, port in hosts_ports]
+        client = RedisCluster(startup_nodes=nodes, socket_timeout=10)
         app.config.update(SESSION_TYPE="redis", SESSION_REDIS=client)
         return [client.close]
     if backend == "memcached":
@@ -123,6 +134,31 @@ def configure_backend(app, cfg):
         )
         return [client.close]
     raise ValueError(f"unknown backend {backend!r}")
+
+
+def init_session_on_cluster(app):
+    """Session(app) with a redis-py RedisCluster as SESSION_REDIS; returns what closes the
+    client Flask-Session made instead.
+
+    Flask-Session 0.8's RedisSessionInterface only accepts an `isinstance(client, redis.Redis)`
+    client, and RedisCluster is no subclass of it: it warns "No valid Redis instance provided"
+    and silently uses `redis.Redis()` on localhost:6379 (pallets-eco/flask-session#263, open,
+    adds cluster support). Everything the interface sends is single-key (GET, SET key value EX,
+    DEL key), so RedisCluster runs it as is: hand the interface the cluster client, as apps on
+    a cluster do, and check that the interface made the fallback client, so that the day
+    Flask-Session takes a RedisCluster itself this is noticed.
+    """
+    client = app.config["SESSION_REDIS"]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", RuntimeWarning)
+        Session(app)
+    interface = app.session_interface
+    messages = [str(w.message) for w in caught]
+    fell_back = any(m.startswith("No valid Redis instance") for m in messages)
+    if interface.client is client or not fell_back:
+        raise RuntimeError(f"Flask-Session took the RedisCluster client: {messages}")
+    fallback, interface.client = interface.client, client
+    return [fallback.close]
 
 
 def act():
