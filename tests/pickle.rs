@@ -9,9 +9,9 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 
 use serde_json::Value as Json;
+use server_session::Error;
 use server_session::codec::{Codec, Pickle, PickleError, SessionMap, Value};
 use server_session::store::conformance::service_unavailable;
-use server_session::Error;
 
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/pickle/cpython.py");
 
@@ -282,10 +282,11 @@ fn python_loads_what_rust_encodes_into_the_same_types() {
     // Python's own pickle (protocol 5) of what it loaded reads as what Rust wrote; only the
     // f32 became a float and the NaN is compared apart.
     let mut back = Pickle.decode(&unhex(again.trim())).expect("decodes");
-    assert!(back
-        .swap_remove("nan")
-        .and_then(|v| v.as_f64())
-        .is_some_and(f64::is_nan));
+    assert!(
+        back.swap_remove("nan")
+            .and_then(|v| v.as_f64())
+            .is_some_and(f64::is_nan)
+    );
     let mut expected = session;
     expected.swap_remove("nan");
     expected.insert("f32".into(), Value::F64(0.5));

@@ -9,7 +9,7 @@
 use indexmap::map::Entry;
 use rmpv::Value;
 
-use super::{nested, time, PickleError};
+use super::{PickleError, nested, time};
 use crate::codec::{SessionHasher, SessionMap};
 
 /// An index into the arena.

@@ -6,9 +6,9 @@ use std::collections::HashMap;
 
 use rmpv::Value;
 
-use super::build::{call, Budget, Builder, Global, Id, Obj};
+use super::build::{Budget, Builder, Global, Id, Obj, call};
 use super::op::*;
-use super::{text, PickleError};
+use super::{PickleError, text};
 use crate::codec::SessionMap;
 
 /// The most objects the memo may hold (CPython writes one entry per object it pickles).
@@ -176,7 +176,7 @@ impl<'a> Machine<'a> {
             other => {
                 return Err(
                     refusal(other).map_or(PickleError::UnknownOpcode(other), PickleError::Refused)
-                )
+                );
             }
         })
     }
@@ -203,7 +203,7 @@ impl<'a> Machine<'a> {
             _ => {
                 return Err(PickleError::Malformed(
                     "items added to an object of another type",
-                ))
+                ));
             }
         }
         Ok(())

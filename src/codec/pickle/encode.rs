@@ -5,8 +5,8 @@
 use rmpv::{Integer, Value};
 
 use super::op::*;
-use super::time::{utc_state, TIMESTAMP_EXT};
-use super::{nested, text, Pickle, PickleError};
+use super::time::{TIMESTAMP_EXT, utc_state};
+use super::{Pickle, PickleError, nested, text};
 use crate::codec::SessionMap;
 
 /// The protocol written: readable by Python 3.4 and later.

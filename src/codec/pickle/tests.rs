@@ -3,9 +3,9 @@
 
 use rmpv::Value;
 
-use super::{Pickle, PickleError, MAX_NESTING};
-use crate::codec::{Codec, MsgPack, SessionMap};
+use super::{MAX_NESTING, Pickle, PickleError};
 use crate::Error;
+use crate::codec::{Codec, MsgPack, SessionMap};
 
 /// `pickle.dumps(SAMPLE, protocol)` by CPython 3.11 for protocols 0, 2 and 5, where SAMPLE is
 /// `{'s': 'é☃\\\n', 'b': b'\x00\xff', 'i': -5, 'big': -2**70, 'f': 1.5, 't': True, 'n': None,

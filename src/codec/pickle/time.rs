@@ -5,7 +5,7 @@ use rmpv::Value;
 
 use super::PickleError;
 use crate::civil::{civil_from_days, days_from_civil, days_in_month};
-use crate::codec::json::{timestamp_parts, MAX_SECS, MIN_SECS};
+use crate::codec::json::{MAX_SECS, MIN_SECS, timestamp_parts};
 
 const MICROS: i64 = 1_000_000;
 
