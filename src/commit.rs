@@ -209,7 +209,7 @@ fn save_merging<S: Store, C: Codec>(
             return Ok(Saved::Gone);
         };
         if original.is_none() {
-            original = Some(manager.codec().decode(&write.loaded)?);
+            original = Some(manager.decode_stored(&write.loaded)?);
         }
         let original = original.as_ref().unwrap_or(data);
         let merged = merge(original, data, fresh, &mut session.updates)?;
@@ -286,24 +286,26 @@ fn refresh_unloaded<S: Store, C: Codec>(
     if expires != usual && !manager.store().touch(&key, expires)? {
         return Ok(None);
     }
-    if let Some(link) = manager.renew_link(&mut data, now, expires) {
-        let loaded = found.as_deref().unwrap_or_default();
-        relink(session, &key, &link, (loaded, &data), expires)?;
+    let link = manager.renew_link(&mut data, now, expires);
+    let loaded = found.as_deref().unwrap_or_default();
+    if link.is_some() || manager.needs_upgrade(loaded) {
+        rewrite(session, &key, link.as_ref(), (loaded, &data), expires)?;
     }
     Ok(is_permanent(&data).then(|| cookie_for(session, id, true, expires)))
 }
 
-/// Renews the index record of a session the handler never read, and rewrites it with its new
-/// `_user_until` unless another request changed it meanwhile (that one renews it instead).
-fn relink<S: Store, C: Codec>(
+/// Rewrites a session the handler never read: with its new `_user_until` after renewing its
+/// index record (`link`), or in the codec after reading a legacy pickle; unless another
+/// request changed it meanwhile (that one does it instead).
+fn rewrite<S: Store, C: Codec>(
     session: &Session<'_, S, C>,
     key: &str,
-    link: &Link,
+    link: Option<&Link>,
     (loaded, data): (&[u8], &SessionMap),
     expires: SystemTime,
 ) -> Result<()> {
     let manager = session.manager;
-    manager.write_link(Some(link), key)?;
+    manager.write_link(link, key)?;
     let bytes = manager.encode_for_write(data)?;
     manager
         .store()

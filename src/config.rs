@@ -59,6 +59,7 @@ pub struct Config {
     permanent: bool,
     refresh_each_request: bool,
     merge_concurrent_changes: bool,
+    upgrade_legacy_pickles: bool,
     max_session_bytes: usize,
     use_signer: bool,
     secret_key: Option<Vec<u8>>,
@@ -82,6 +83,7 @@ impl Default for Config {
             permanent: true,
             refresh_each_request: true,
             merge_concurrent_changes: true,
+            upgrade_legacy_pickles: true,
             max_session_bytes: DEFAULT_MAX_SESSION_BYTES,
             use_signer: false,
             secret_key: None,
@@ -106,6 +108,7 @@ impl std::fmt::Debug for Config {
             .field("permanent", &self.permanent)
             .field("refresh_each_request", &self.refresh_each_request)
             .field("merge_concurrent_changes", &self.merge_concurrent_changes)
+            .field("upgrade_legacy_pickles", &self.upgrade_legacy_pickles)
             .field("max_session_bytes", &self.max_session_bytes)
             .field("use_signer", &self.use_signer)
             .field(
@@ -171,6 +174,11 @@ impl Config {
     /// Whether a commit merges its changes with those of overlapping requests (no Flask name).
     pub fn merge_concurrent_changes(&self) -> bool {
         self.merge_concurrent_changes
+    }
+    /// Whether a session Flask-Session 0.6 or older pickled is read and rewritten in this
+    /// manager's codec (no Flask name).
+    pub fn upgrade_legacy_pickles(&self) -> bool {
+        self.upgrade_legacy_pickles
     }
     /// The largest encoded session a commit writes, before the store's own limit (no Flask
     /// name).
@@ -340,6 +348,22 @@ impl ConfigBuilder {
     /// ```
     pub fn max_session_bytes(mut self, bytes: usize) -> Self {
         self.config.max_session_bytes = bytes;
+        self
+    }
+    /// Whether a stored session that Flask-Session 0.6 or older pickled (`pickle.dumps` of the
+    /// session dict, which the codec rejects) is read with the [`Pickle`](crate::codec::Pickle)
+    /// codec and rewritten in the manager's codec by the request's commit, even when the
+    /// request changed nothing; default true, so users of such an app stay logged in. Off, it
+    /// reads as absent (a fresh session) and stays in the store for Flask-Session 0.8 to
+    /// upgrade. A pickle that is not a session dict reads as absent either way and stays.
+    ///
+    /// ```
+    /// let config = server_session::Config::builder().upgrade_legacy_pickles(false).build()?;
+    /// assert!(!config.upgrade_legacy_pickles());
+    /// # Ok::<(), server_session::Error>(())
+    /// ```
+    pub fn upgrade_legacy_pickles(mut self, upgrade: bool) -> Self {
+        self.config.upgrade_legacy_pickles = upgrade;
         self
     }
     /// `SESSION_USE_SIGNER`; default false. Requires a secret key.

@@ -21,8 +21,10 @@
 //! # Features
 //!
 //! The core (manager, codecs, [`MemoryStore`](store::MemoryStore),
-//! [`FileStore`](store::FileStore), [`NullStore`](store::NullStore)) is always built; each
-//! server store and adapter is a cargo feature of the same name, and so is the pickle codec:
+//! [`FileStore`](store::FileStore), [`NullStore`](store::NullStore)) is always built, the
+//! [`Pickle`](codec::Pickle) codec included (it has no dependency and never runs what a
+//! pickle names; legacy pickled sessions are upgraded through it); each server store and
+//! adapter is a cargo feature of the same name:
 //!
 //! | feature | adds |
 //! |---|---|
@@ -34,7 +36,6 @@
 //! | `sqlite` | [`SqliteStore`](store::SqliteStore), the [`SqlStore`](store::SqlStore) on SQLite (bundled, no system library) |
 //! | `postgres` | [`PostgresStore`](store::PostgresStore), the [`SqlStore`](store::SqlStore) on PostgreSQL |
 //! | `mongodb` | [`MongoStore`](store::MongoStore) |
-//! | `pickle` | the [`Pickle`](codec::Pickle) codec: Python pickles of session dicts (Flask-Session 0.6 and older, cachelib's files); it never runs what a pickle names |
 //! | `test-util` | [`conformance`](store::conformance): the store conformance suite, for third-party stores |
 //!
 //! On docs.rs every item that needs a feature is labelled with it.

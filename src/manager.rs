@@ -2,7 +2,7 @@
 
 use std::time::SystemTime;
 
-use crate::codec::{Codec, MsgPack, SessionMap, Value};
+use crate::codec::{Codec, MsgPack, Pickle, SessionMap, Value};
 use crate::commit_locks::CommitLocks;
 use crate::events::{SessionEvent, SessionEvents, SuspiciousLog};
 use crate::lifetime;
@@ -262,7 +262,7 @@ impl<S: Store, C: Codec> SessionManager<S, C> {
     /// store: Flask-Session 0.8 still reads pickles and rewrites them in its own format, so a
     /// Python app sharing the store can still migrate that user's session.
     pub(crate) fn decode_or_discard(&self, key: &str, bytes: &[u8]) -> Result<Option<SessionMap>> {
-        let decoded = self.codec.decode(bytes);
+        let decoded = self.decode_stored(bytes);
         if let Err(Error::Decode(_)) = decoded {
             self.report(SessionEvent::Undecodable);
         }
@@ -270,8 +270,9 @@ impl<S: Store, C: Codec> SessionManager<S, C> {
             Ok(map) => Ok(Some(map)),
             Err(Error::Decode(_)) if is_pickle(bytes) => {
                 log::info!(
-                    "ignoring a stored session pickled by Flask-Session 0.6 or older: a fresh \
-                     session for this request, the entry is left for Flask-Session 0.8 to upgrade"
+                    "ignoring a stored pickle (a session pickled by Flask-Session 0.6 or older \
+                     that is not a session dict, or upgrade_legacy_pickles is off): a fresh \
+                     session for this request, the entry is left for Flask-Session 0.8"
                 );
                 Ok(None)
             }
@@ -289,6 +290,31 @@ impl<S: Store, C: Codec> SessionManager<S, C> {
     /// The `Set-Cookie` value naming `id`, with `Expires` for permanent sessions.
     /// `signed` is the incoming id the current key signed, if any: when it is `id`, its
     /// signature is what signing would produce, so it is sent as it is.
+    /// The session in stored `bytes`, as the codec reads it, or, when the codec rejects them
+    /// and [`Config::upgrade_legacy_pickles`] is on, as a session dict Flask-Session 0.6 or
+    /// older pickled.
+    pub(crate) fn decode_stored(&self, bytes: &[u8]) -> Result<SessionMap> {
+        match self.codec.decode(bytes) {
+            Err(Error::Decode(e)) if self.config.upgrade_legacy_pickles() && is_pickle(bytes) => {
+                let map = Pickle.decode(bytes).map_err(|_| Error::Decode(e))?;
+                log::info!(
+                    "read a session pickled by Flask-Session 0.6 or older: this request's \
+                     commit rewrites it in the session codec"
+                );
+                Ok(map)
+            }
+            decoded => decoded,
+        }
+    }
+
+    /// Whether stored `bytes` that decoded are a legacy pickle the commit must rewrite in the
+    /// codec (see [`decode_stored`](Self::decode_stored)).
+    pub(crate) fn needs_upgrade(&self, bytes: &[u8]) -> bool {
+        self.config.upgrade_legacy_pickles()
+            && is_pickle(bytes)
+            && self.codec.decode(bytes).is_err()
+    }
+
     pub(crate) fn session_cookie(
         &self,
         id: &SessionId,
@@ -350,17 +376,59 @@ mod tests {
     ];
 
     fn manager_with(key: &str, payload: &[u8]) -> SessionManager<MemoryStore> {
-        let manager = SessionManager::new(MemoryStore::new(), Config::default()).unwrap();
+        manager_configured(key, payload, Config::default())
+    }
+
+    fn manager_configured(
+        key: &str,
+        payload: &[u8],
+        config: Config,
+    ) -> SessionManager<MemoryStore> {
+        let manager = SessionManager::new(MemoryStore::new(), config).unwrap();
         let expires = SystemTime::now() + Duration::from_secs(60);
         assert!(manager.store().create(key, payload, expires).unwrap());
         manager
     }
 
     #[test]
-    fn a_legacy_pickle_reads_as_absent_and_stays_in_the_store() {
+    fn a_legacy_pickle_is_read_and_rewritten_in_the_codec_by_the_commit() {
+        let id = "p".repeat(43);
+        let key = format!("session:{id}");
+        for pickle in PICKLES {
+            for read in [true, false] {
+                let manager = manager_with(&key, pickle);
+                let mut session = manager.open(Some(&format!("session={id}")));
+                if read {
+                    let user = session.get::<String>("user").unwrap();
+                    assert_eq!(user.as_deref(), Some("legacy"));
+                }
+                session.commit().unwrap();
+                let stored = manager.store().load(&key).unwrap().expect("still stored");
+                let upgraded = manager
+                    .codec()
+                    .decode(&stored)
+                    .expect("the codec's format now");
+                assert_eq!(
+                    upgraded["user"],
+                    Value::from("legacy"),
+                    "{pickle:?}, read {read}"
+                );
+                assert_eq!(upgraded["_permanent"], Value::Boolean(true));
+            }
+        }
+    }
+
+    #[test]
+    fn with_upgrades_off_a_legacy_pickle_reads_as_absent_and_stays_in_the_store() {
+        let off = || {
+            Config::builder()
+                .upgrade_legacy_pickles(false)
+                .build()
+                .unwrap()
+        };
         for pickle in PICKLES {
             assert!(is_pickle(pickle), "{pickle:?}");
-            let manager = manager_with("session:p", pickle);
+            let manager = manager_configured("session:p", pickle, off());
             assert_eq!(
                 manager.decode_or_discard("session:p", pickle).unwrap(),
                 None
@@ -370,6 +438,25 @@ mod tests {
                 Some(pickle),
                 "left for Flask-Session 0.8 to read and upgrade"
             );
+        }
+    }
+
+    #[test]
+    fn a_pickle_that_is_no_session_dict_reads_as_absent_and_stays() {
+        // pickle.dumps([1, 2]) and pickle.dumps({1: 2}, protocol=2): no dict of str keys.
+        let lists: [&[u8]; 2] = [
+            b"\x80\x04\x95\t\x00\x00\x00\x00\x00\x00\x00]\x94(K\x01K\x02e.",
+            b"\x80\x02}q\x00K\x01K\x02s.",
+        ];
+        for pickle in lists {
+            assert!(is_pickle(pickle), "{pickle:?}");
+            let manager = manager_with("session:n", pickle);
+            assert_eq!(
+                manager.decode_or_discard("session:n", pickle).unwrap(),
+                None
+            );
+            let stored = manager.store().load("session:n").unwrap();
+            assert_eq!(stored.as_deref(), Some(pickle), "left in place");
         }
     }
 

@@ -397,6 +397,8 @@ impl<'m, S: Store, C: Codec> Session<'m, S, C> {
                 Some(mut data) => {
                     let config = self.manager.config();
                     self.modified |= lifetime::stamp_creation(config, &mut data, SystemTime::now());
+                    let loaded = self.loaded.as_deref().unwrap_or_default();
+                    self.modified |= self.manager.needs_upgrade(loaded);
                     data
                 }
                 None => {
@@ -418,7 +420,7 @@ impl<'m, S: Store, C: Codec> Session<'m, S, C> {
     /// The session as this request loaded it: empty for a new one.
     fn original(&self) -> Result<SessionMap> {
         match &self.loaded {
-            Some(bytes) => self.manager.codec().decode(bytes),
+            Some(bytes) => self.manager.decode_stored(bytes),
             None => Ok(SessionMap::default()),
         }
     }

@@ -6,12 +6,10 @@ use crate::Result;
 
 mod json;
 mod msgpack;
-#[cfg(feature = "pickle")]
 mod pickle;
 
 pub use json::Json;
 pub use msgpack::MsgPack;
-#[cfg(feature = "pickle")]
 pub use pickle::{Pickle, PickleError};
 
 /// Any MessagePack value: nil, bool, int, float, str, bin, array, map or ext (timestamps).

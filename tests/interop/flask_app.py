@@ -14,7 +14,8 @@ Requests (`op`):
                             pairs, in order), the bytes Flask-Session would store for the
                             session as it was loaded, the response's Set-Cookie headers and,
                             after a `take_flashes` action, the flashed messages it took
-  put_pickle app data    -> writes `data` the way Flask-Session 0.6 and older did (pickle),
+  put_pickle app data protocol
+                         -> writes `data` the way Flask-Session 0.6 and older did (pickle),
                             through the backend's own write path; answers the cookie
   matrix                 -> [key, repr(value)] for every entry of VALUE_MATRIX, in order
   close app              -> disposes of the app's clients and forgets the app
@@ -212,16 +213,19 @@ def do_request(app, cookie, actions):
 class PickleSerializer:
     """What Flask-Session 0.6 and older stored: pickle.dumps of the session dict."""
 
-    @staticmethod
-    def encode(data):
-        return pickle.dumps(dict(data))
+    protocol = pickle.DEFAULT_PROTOCOL
+
+    @classmethod
+    def encode(cls, data):
+        return pickle.dumps(dict(data), protocol=cls.protocol)
 
 
-def put_pickle(app, data):
+def put_pickle(app, data, protocol):
     interface = app.session_interface
     sid = interface._generate_sid(interface.sid_length)
     legacy = interface.session_class(data, sid=sid)
     current, interface.serializer = interface.serializer, PickleSerializer
+    PickleSerializer.protocol = protocol
     try:
         with app.app_context():
             store_id = interface._get_store_id(sid)
@@ -249,7 +253,7 @@ class Driver:
         if op == "request":
             return do_request(self.app(req["app"]), req.get("cookie"), req["actions"])
         if op == "put_pickle":
-            return put_pickle(self.app(req["app"]), req["data"])
+            return put_pickle(self.app(req["app"]), req["data"], req["protocol"])
         if op == "matrix":
             return {"reprs": [[key, repr(value)] for key, value in VALUE_MATRIX.items()]}
         if op == "close":
