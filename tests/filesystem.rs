@@ -33,6 +33,40 @@ conformance_tests!(Some(fresh()));
 sweep_conformance_tests!(Some(fresh()));
 user_index_conformance_tests!(Some(fresh()));
 
+/// The whole suite again in cachelib's layout, with a threshold too large to prune but that
+/// makes every create, delete and sweep keep cachelib's file count.
+mod cachelib_layout {
+    use super::*;
+    use server_session::store::FileLayout;
+
+    fn fresh() -> FreshStore {
+        let dir = tempfile::tempdir().unwrap();
+        let builder = FileStore::builder().directory(dir.path());
+        let builder = builder.layout(FileLayout::Cachelib).threshold(1_000_000);
+        Guarded {
+            store: builder.build().unwrap(),
+            guard: dir,
+        }
+    }
+
+    conformance_tests!(Some(fresh()));
+    sweep_conformance_tests!(Some(fresh()));
+    user_index_conformance_tests!(Some(fresh()));
+
+    /// Two processes merging on one directory, in this layout.
+    #[test]
+    fn two_processes_merge_on_one_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let open = |dir: &str| {
+            let builder = FileStore::builder().directory(dir).threshold(0);
+            builder.layout(FileLayout::Cachelib).build().unwrap()
+        };
+        let location = dir.path().to_str().unwrap();
+        let test = "cachelib_layout::two_processes_merge_on_one_directory";
+        conformance::two_processes_merge(test, location, open);
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------------

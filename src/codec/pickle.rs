@@ -101,6 +101,21 @@ impl Pickle {
     /// # Ok::<(), server_session::Error>(())
     /// ```
     pub const BIG_INT_EXT: i8 = 76;
+
+    /// The value pickled in `bytes`, of any type: the codec reads session dicts, this reads
+    /// cachelib's file-count entry (an `int`), with the same rules and limits.
+    pub(crate) fn decode_value(
+        bytes: &[u8],
+    ) -> std::result::Result<crate::codec::Value, PickleError> {
+        decode::value(bytes)
+    }
+
+    /// A protocol 4 pickle of `value`, of any type (see [`Pickle::decode_value`]).
+    pub(crate) fn encode_value(
+        value: &crate::codec::Value,
+    ) -> std::result::Result<Vec<u8>, PickleError> {
+        encode::value(value)
+    }
 }
 
 impl Codec for Pickle {

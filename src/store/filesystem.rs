@@ -2,7 +2,7 @@
 //!
 //! One file per session, named by the lowercase hex SHA-256 of the store key, so no key can
 //! escape the directory or collide with the lock file (`.lock`) or a temp file (`.tmp-*`).
-//! A file is a 24-byte header then the payload:
+//! In the native [`FileLayout`] (the default) a file is a 24-byte header then the payload:
 //!
 //! | bytes  | content                                   |
 //! |--------|-------------------------------------------|
@@ -18,6 +18,10 @@
 //!
 //! The [`UserIndex`] lives in the `users` subdirectory (see `filesystem/users.rs`), which the
 //! session count, pruning and sweeping of session files never enter.
+//!
+//! [`FileLayout::Cachelib`] writes cachelib's files instead, with cachelib's file count and
+//! pruning, and renames the lock file, the temp files and `users` so that cachelib never
+//! counts or prunes them: see `filesystem/cachelib.rs`.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, ErrorKind, Read, Write};
@@ -25,11 +29,13 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use arrayvec::ArrayVec;
 use ring::digest;
 
 use super::{Replaced, Store, Sweep, UserIndex};
 use crate::{Error, Result};
 
+mod cachelib;
 mod users;
 
 const MAGIC: &[u8; 7] = b"SRVSESS";
@@ -39,6 +45,42 @@ const LOCK_FILE: &str = ".lock";
 const TEMP_PREFIX: &str = ".tmp-";
 /// Temp files older than this are leftovers of a crashed writer; sweep removes them.
 const STALE_TEMP_AGE: Duration = Duration::from_secs(60);
+
+/// How a [`FileStore`] lays out its directory: the format of a session file and the
+/// bookkeeping files next to them. Chosen with [`FileStoreBuilder::layout`].
+///
+/// | | [`Native`](FileLayout::Native) (default) | [`Cachelib`](FileLayout::Cachelib) |
+/// |---|---|---|
+/// | file name | hex SHA-256 of the key | the same (cachelib's `_get_filename`) |
+/// | header | `SRVSESS`, version, expiry in Unix ms, payload length (24 bytes) | expiry in Unix seconds, 0 = never, 4 bytes native-endian (`struct.pack("I")`) |
+/// | payload | the codec's bytes | the codec's bytes: pair it with [`Pickle`](crate::codec::Pickle) |
+/// | who reads it | this crate | also cachelib's `FileSystemCache`: Flask-Session 0.8's `filesystem` type (and `cachelib` with a `FileSystemCache`) |
+/// | threshold | counted in memory; a prune after a create leaves 90% | cachelib's file-count entry, kept up to date; cachelib's prune before each write |
+/// | lock, temp files, user index | `.lock`, `.tmp-*`, `users/` | the same names ending in `.__wz_cache`, which cachelib never counts or prunes |
+///
+/// ```
+/// use server_session::store::{FileLayout, FileStore};
+///
+/// let dir = tempfile::tempdir()?;
+/// let store = FileStore::builder().directory(dir.path()).build()?;
+/// assert_eq!(store.layout(), FileLayout::Native);
+/// assert_eq!(FileLayout::default(), FileLayout::Native);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FileLayout {
+    /// The crate's own format: a 24-byte header (magic `SRVSESS`, version 1, the expiry in
+    /// Unix milliseconds and the payload length, both u64 big-endian) then the payload; the
+    /// length catches a truncated file. Only this crate reads it.
+    #[default]
+    Native,
+    /// cachelib 0.17's `FileSystemCache` format, so a Flask app with
+    /// `SESSION_TYPE = "filesystem"` and `SESSION_FILE_DIR` on the same directory shares the
+    /// sessions (with the [`Pickle`](crate::codec::Pickle) codec, as Flask-Session pickles the
+    /// session dict there). Expiries are whole seconds.
+    Cachelib,
+}
 
 /// Configures and opens a [`FileStore`]; every setting has the Flask-Session default.
 ///
@@ -57,6 +99,7 @@ pub struct FileStoreBuilder {
     threshold: usize,
     mode: u32,
     sync: bool,
+    layout: FileLayout,
 }
 
 impl Default for FileStoreBuilder {
@@ -66,6 +109,7 @@ impl Default for FileStoreBuilder {
             threshold: 500,
             mode: 0o600,
             sync: false,
+            layout: FileLayout::Native,
         }
     }
 }
@@ -94,6 +138,8 @@ impl FileStoreBuilder {
     /// several processes sharing one directory the bound is approximate. Once the store is
     /// full, one `create` in `threshold / 10` lists the directory: keep the threshold modest,
     /// or use 0 and a [`Sweeper`](crate::store::Sweeper) for large numbers of sessions.
+    /// [`FileLayout::Cachelib`] counts and prunes as cachelib does instead (see
+    /// [`layout`](Self::layout)): once full, every write lists the directory.
     ///
     /// ```
     /// let dir = tempfile::tempdir()?;
@@ -152,6 +198,40 @@ impl FileStoreBuilder {
         self
     }
 
+    /// The file format and bookkeeping of the directory (see [`FileLayout`]). Default:
+    /// [`FileLayout::Native`].
+    ///
+    /// [`FileLayout::Cachelib`] shares the directory with cachelib's `FileSystemCache`, and so
+    /// with Flask-Session 0.8's `filesystem` backend: use the [`Pickle`](crate::codec::Pickle)
+    /// codec with it, the same key prefix, and the same threshold on both sides. In this layout
+    /// the threshold follows cachelib: the count lives in cachelib's `__wz_cache_count` entry
+    /// (kept up to date by every create, delete and sweep, whenever the threshold is not 0 or
+    /// the entry exists), and any write that finds it over the threshold first removes every
+    /// expired file, then the files with the earliest expiry (a file that never expires, expiry
+    /// 0, first), until it is back at the threshold; the session being written is never the
+    /// one removed. All processes on one directory must use the same layout.
+    ///
+    /// ```
+    /// use std::time::{Duration, UNIX_EPOCH};
+    /// use server_session::store::{FileLayout, FileStore, Store};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let store = FileStore::builder().directory(dir.path()).layout(FileLayout::Cachelib).build()?;
+    /// let expires = UNIX_EPOCH + Duration::from_secs(2_000_000_000);
+    /// store.create("session:abc", b"\x80\x04}.", expires)?; // a pickled empty dict
+    /// // The file cachelib reads: the expiry in seconds, native-endian, then the payload.
+    /// // Its name: hashlib.sha256(b"session:abc").hexdigest()
+    /// let name = "a29d803b477eb42083ebd25596356c45c98474d5c0dacb79829833ca2176e85b";
+    /// let bytes = std::fs::read(dir.path().join(name))?;
+    /// assert_eq!(bytes[..4], 2_000_000_000u32.to_ne_bytes());
+    /// assert_eq!(&bytes[4..], b"\x80\x04}.");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn layout(mut self, layout: FileLayout) -> Self {
+        self.layout = layout;
+        self
+    }
+
     /// Validates the settings, creates the directory if needed and opens the lock file.
     ///
     /// Errors: [`Error::Config`] for an empty directory path, or a mode with bits beyond `0o777`
@@ -168,21 +248,26 @@ impl FileStoreBuilder {
         let (lock_file, entries) = self
             .open_directory()
             .map_err(|e| e.at(|| self.directory.display().to_string()))?;
-        Ok(FileStore {
+        let store = FileStore {
             directory: self.directory,
             threshold: self.threshold,
             mode: self.mode,
             sync: self.sync,
+            layout: self.layout,
             state: Mutex::new(State { lock_file, entries }),
-        })
+        };
+        if store.layout == FileLayout::Cachelib && store.threshold > 0 {
+            store.in_dir(|| store.reset_count())?;
+        }
+        Ok(store)
     }
 
     /// Creates the directory if missing and opens its lock file (which proves it writable);
     /// the lock file and the number of entries.
     fn open_directory(&self) -> Result<(File, usize)> {
         create_directory(&self.directory)?;
-        let lock_file = open_lock_file(&self.directory.join(LOCK_FILE))?;
-        Ok((lock_file, count_entries(&self.directory)?))
+        let lock_file = open_lock_file(&self.directory.join(self.layout.lock_file()))?;
+        Ok((lock_file, count_entries(&self.directory, self.layout)?))
     }
 
     fn validate(&self) -> Result<()> {
@@ -207,7 +292,8 @@ impl FileStoreBuilder {
 /// are never returned; remove them with [`Sweep::sweep`] (for example from a
 /// [`Sweeper`](super::Sweeper)) or let threshold pruning do it.
 ///
-/// Its [`UserIndex`] keeps one file per user in the `users` subdirectory, named by the hex
+/// Its [`UserIndex`] keeps one file per user in the `users` subdirectory
+/// (`server-session-users.__wz_cache` in [`FileLayout::Cachelib`]), named by the hex
 /// SHA-256 of the user name, of `key<TAB>until` lines (`until` in Unix milliseconds), written
 /// like the session files (temp file and rename under the lock, the store's mode). Each
 /// rewrite drops the lapsed records; sweeping and pruning rewrite or remove the files holding
@@ -232,6 +318,7 @@ pub struct FileStore {
     threshold: usize,
     mode: u32,
     sync: bool,
+    layout: FileLayout,
     state: Mutex<State>,
 }
 
@@ -239,7 +326,8 @@ pub struct FileStore {
 #[derive(Debug)]
 struct State {
     lock_file: File,
-    /// Approximate number of entry files (exact after a prune, blind to other processes).
+    /// Approximate number of entry files (exact after a prune, blind to other processes); the
+    /// native layout's count (cachelib's layout keeps its count in a file).
     entries: usize,
 }
 
@@ -308,6 +396,19 @@ impl FileStore {
         self.threshold
     }
 
+    /// The layout of the directory's files.
+    ///
+    /// ```
+    /// use server_session::store::{FileLayout, FileStore};
+    /// let dir = tempfile::tempdir()?;
+    /// let builder = FileStore::builder().directory(dir.path()).layout(FileLayout::Cachelib);
+    /// assert_eq!(builder.build()?.layout(), FileLayout::Cachelib);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn layout(&self) -> FileLayout {
+        self.layout
+    }
+
     fn lock(&self) -> Result<Locked<'_>> {
         // Every update of `State` is a single assignment, so a poisoned mutex is safe to reuse.
         let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
@@ -320,15 +421,15 @@ impl FileStore {
     }
 
     /// Writes a complete entry to a temp file and renames it over `name`. Call with the lock held.
-    fn write_entry(&self, name: &str, expires_ms: u64, value: &[u8]) -> Result<()> {
-        let header = encode_header(expires_ms, value.len() as u64);
+    fn write_entry(&self, name: &str, expires: SystemTime, value: &[u8]) -> Result<()> {
+        let header = self.layout.header(expires, value.len());
         self.write_file(&self.directory, name, &[&header, value])
     }
 
     /// Writes `parts` to a fresh temp file in `dir` and renames it over `name` there, so a
     /// reader sees the old file or the new one. Call with the lock held.
     fn write_file(&self, dir: &Path, name: &str, parts: &[&[u8]]) -> Result<()> {
-        let temp = dir.join(temp_name()?);
+        let temp = dir.join(temp_name(self.layout)?);
         let written = self
             .write_temp(&temp, parts)
             .and_then(|()| fs::rename(&temp, dir.join(name)));
@@ -360,25 +461,69 @@ impl FileStore {
 
     /// Under the lock: the live entry's payload, rewritten with a new expiry; `None` when gone.
     fn touch_entry(&self, key: &str, expires: SystemTime) -> Result<Option<Vec<u8>>> {
-        let name = file_name(key);
-        let _locked = self.lock()?;
-        let payload = match read_live(&self.path(&name), now_ms()) {
+        let name = self.entry_name(key)?;
+        let mut locked = self.lock()?;
+        let payload = match read_live(self.layout, &self.path(&name), now_ms()) {
             Ok(Some(payload)) => payload,
             Ok(None) | Err(ReadError::Corrupt) => return Ok(None),
             Err(ReadError::Io(e)) => return Err(e.into()),
         };
-        self.write_entry(&name, unix_ms(expires), &payload)?;
+        self.before_write(&mut locked, &name);
+        self.write_entry(&name, expires, &payload)?;
         Ok(Some(payload))
     }
 
-    /// Removes `name` if it is still dead (corrupt, or expired at `now`) once the lock is held,
-    /// so a valid file a writer just renamed in is never removed. Call with the lock held.
-    fn remove_if_dead(&self, locked: &mut Locked<'_>, name: &str, now: u64) -> Result<bool> {
-        if is_dead(open_entry(&self.path(name))?, now) && remove_file(&self.path(name))? {
-            locked.state.entries = locked.state.entries.saturating_sub(1);
-            return Ok(true);
+    /// The file name of `key`'s entry; cachelib's layout refuses the key of its file count.
+    fn entry_name(&self, key: &str) -> Result<String> {
+        if self.layout == FileLayout::Cachelib {
+            cachelib::check_key(key)?;
         }
-        Ok(false)
+        Ok(file_name(key))
+    }
+
+    /// Removes `name` if it is still dead (corrupt, or expired at `now`) once the lock is held,
+    /// so a valid file a writer just renamed in is never removed. Call with the lock held, and
+    /// pass what it returns on to [`removed`](Self::removed).
+    fn remove_if_dead(&self, name: &str, now: u64) -> Result<bool> {
+        let path = self.path(name);
+        Ok(is_dead(open_entry(self.layout, &path)?, now) && remove_file(&path)?)
+    }
+
+    /// Before a write under the lock: cachelib's layout prunes when its count is over the
+    /// threshold, as cachelib does before each `set`; the native layout prunes after creates.
+    fn before_write(&self, locked: &mut Locked<'_>, name: &str) {
+        if self.layout == FileLayout::Cachelib {
+            self.prune_if_over(locked, name);
+        }
+    }
+
+    /// After the session file `name` was created under the lock: counts it, and in the
+    /// native layout prunes when the count is over the threshold. A failure to do either is
+    /// logged: the session is stored, and a later write tries again.
+    fn added(&self, locked: &mut Locked<'_>, name: &str) {
+        if self.layout == FileLayout::Cachelib {
+            return self.adjust_count(locked, 1);
+        }
+        locked.state.entries += 1;
+        if self.threshold > 0
+            && locked.state.entries > self.threshold
+            && let Err(e) = self.prune(locked, name)
+        {
+            log::warn!("pruning the session directory failed: {e:?}");
+        }
+    }
+
+    /// After `n` session files were removed under the lock: counts them.
+    fn removed(&self, locked: &mut Locked<'_>, n: usize) {
+        if n == 0 {
+            return;
+        }
+        match self.layout {
+            FileLayout::Native => locked.state.entries = locked.state.entries.saturating_sub(n),
+            FileLayout::Cachelib => {
+                self.adjust_count(locked, -i64::try_from(n).unwrap_or(i64::MAX));
+            }
+        }
     }
 
     /// After a create went over the threshold: removes dead files, then the files closest to
@@ -406,11 +551,11 @@ impl FileStore {
     /// Every entry file but `keep`, with its expiry; 0 for an expired or corrupt file.
     fn rank_entries(&self, keep: &str, now: u64) -> Result<Vec<(u64, String)>> {
         let mut ranked = Vec::new();
-        for name in entry_names(&self.directory)? {
+        for name in entry_names(&self.directory, self.layout)? {
             if name == keep {
                 continue;
             }
-            let rank = match open_entry(&self.path(&name))? {
+            let rank = match open_entry(self.layout, &self.path(&name))? {
                 Slot::Missing => continue,
                 Slot::Found { expires_ms, .. } if expires_ms > now => expires_ms,
                 Slot::Found { .. } | Slot::Corrupt => 0,
@@ -422,15 +567,17 @@ impl FileStore {
 
     /// Without the lock: up to `limit` dead entry names, and stale temp files.
     fn scan_dead(&self, limit: usize, now: u64) -> Result<(Vec<String>, Vec<PathBuf>)> {
-        let dead = |path: &Path| Ok(is_dead(open_entry(path)?, now));
-        Ok(scan(fs::read_dir(&self.directory)?, limit, dead)?)
+        let dead = |path: &Path| Ok(is_dead(open_entry(self.layout, path)?, now));
+        let entries = fs::read_dir(&self.directory)?;
+        Ok(scan(entries, self.layout.entry_filter(), limit, dead)?)
     }
 }
 
-/// Up to `limit` names of the entry files in `entries` for which `wanted` holds, and the
-/// stale temp files among them.
+/// Up to `limit` names of the entry files in `entries` (the names `is_entry` accepts) for
+/// which `wanted` holds, and the stale temp files among them.
 fn scan(
     entries: fs::ReadDir,
+    is_entry: fn(&str) -> bool,
     limit: usize,
     mut wanted: impl FnMut(&Path) -> io::Result<bool>,
 ) -> io::Result<(Vec<String>, Vec<PathBuf>)> {
@@ -439,7 +586,7 @@ fn scan(
         let entry = entry?;
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
-        if is_entry_name(name) {
+        if is_entry(name) {
             if wanted(&entry.path())? {
                 found.push(name.to_owned());
             }
@@ -465,19 +612,22 @@ impl Store for FileStore {
         Some(self)
     }
 
-    /// Refuses a key with a tab or a line break, which a line of the user index cannot hold.
+    /// Refuses a key with a tab or a line break, which a line of the user index cannot hold,
+    /// and in cachelib's layout the key of cachelib's file count, `__wz_cache_count`.
     fn check_key(&self, key: &str) -> Result<()> {
-        users::check_index_key(key)
+        users::check_index_key(key)?;
+        self.entry_name(key).map(drop)
     }
 
     fn load(&self, key: &str) -> Result<Option<Vec<u8>>> {
         self.in_dir(|| {
-            let name = file_name(key);
+            let name = self.entry_name(key)?;
             let now = now_ms();
-            match read_live(&self.path(&name), now) {
+            match read_live(self.layout, &self.path(&name), now) {
                 Err(ReadError::Corrupt) => {
                     let mut locked = self.lock()?;
-                    self.remove_if_dead(&mut locked, &name, now)?;
+                    let removed = self.remove_if_dead(&name, now)?;
+                    self.removed(&mut locked, usize::from(removed));
                     Ok(None)
                 }
                 Err(ReadError::Io(e)) => Err(e.into()),
@@ -488,21 +638,16 @@ impl Store for FileStore {
 
     fn create(&self, key: &str, value: &[u8], expires: SystemTime) -> Result<bool> {
         self.in_dir(|| {
-            let name = file_name(key);
+            let name = self.entry_name(key)?;
             let mut locked = self.lock()?;
-            let previous = open_entry(&self.path(&name))?;
+            let previous = open_entry(self.layout, &self.path(&name))?;
             if is_live(&previous, now_ms()) {
                 return Ok(false);
             }
-            self.write_entry(&name, unix_ms(expires), value)?;
+            self.before_write(&mut locked, &name);
+            self.write_entry(&name, expires, value)?;
             if matches!(previous, Slot::Missing) {
-                locked.state.entries += 1;
-            }
-            if self.threshold > 0
-                && locked.state.entries > self.threshold
-                && let Err(e) = self.prune(&mut locked, &name)
-            {
-                log::warn!("pruning the session directory failed: {e:?}");
+                self.added(&mut locked, &name);
             }
             Ok(true)
         })
@@ -510,12 +655,13 @@ impl Store for FileStore {
 
     fn save(&self, key: &str, value: &[u8], expires: SystemTime) -> Result<bool> {
         self.in_dir(|| {
-            let name = file_name(key);
-            let _locked = self.lock()?;
-            if !is_live(&open_entry(&self.path(&name))?, now_ms()) {
+            let name = self.entry_name(key)?;
+            let mut locked = self.lock()?;
+            if !is_live(&open_entry(self.layout, &self.path(&name))?, now_ms()) {
                 return Ok(false);
             }
-            self.write_entry(&name, unix_ms(expires), value)?;
+            self.before_write(&mut locked, &name);
+            self.write_entry(&name, expires, value)?;
             Ok(true)
         })
     }
@@ -528,9 +674,9 @@ impl Store for FileStore {
         expires: SystemTime,
     ) -> Result<Replaced> {
         self.in_dir(|| {
-            let name = file_name(key);
-            let _locked = self.lock()?;
-            let current = match read_live(&self.path(&name), now_ms()) {
+            let name = self.entry_name(key)?;
+            let mut locked = self.lock()?;
+            let current = match read_live(self.layout, &self.path(&name), now_ms()) {
                 Ok(Some(current)) => current,
                 Ok(None) | Err(ReadError::Corrupt) => return Ok(Replaced::Gone),
                 Err(ReadError::Io(e)) => return Err(e.into()),
@@ -538,7 +684,8 @@ impl Store for FileStore {
             if current != expected {
                 return Ok(Replaced::Changed(current));
             }
-            self.write_entry(&name, unix_ms(expires), value)?;
+            self.before_write(&mut locked, &name);
+            self.write_entry(&name, expires, value)?;
             Ok(Replaced::Done)
         })
     }
@@ -549,11 +696,10 @@ impl Store for FileStore {
 
     fn delete(&self, key: &str) -> Result<()> {
         self.in_dir(|| {
-            let path = self.path(&file_name(key));
+            let path = self.path(&self.entry_name(key)?);
             let mut locked = self.lock()?;
-            if remove_file(&path)? {
-                locked.state.entries = locked.state.entries.saturating_sub(1);
-            }
+            let removed = remove_file(&path)?;
+            self.removed(&mut locked, usize::from(removed));
             Ok(())
         })
     }
@@ -587,8 +733,9 @@ impl FileStore {
         if !dead.is_empty() {
             let mut locked = self.lock()?;
             for name in &dead {
-                removed += usize::from(self.remove_if_dead(&mut locked, name, now)?);
+                removed += usize::from(self.remove_if_dead(name, now)?);
             }
+            self.removed(&mut locked, removed);
         }
         for temp in stale {
             remove_file(&temp)?;
@@ -637,8 +784,62 @@ fn is_dead(slot: Slot, now: u64) -> bool {
     }
 }
 
+/// What differs between the layouts, file by file.
+impl FileLayout {
+    fn lock_file(self) -> &'static str {
+        match self {
+            Self::Native => LOCK_FILE,
+            Self::Cachelib => cachelib::LOCK_FILE,
+        }
+    }
+
+    /// The subdirectory of the user index.
+    fn users_dir(self) -> &'static str {
+        match self {
+            Self::Native => users::USERS_DIR,
+            Self::Cachelib => cachelib::USERS_DIR,
+        }
+    }
+
+    /// Which names in the directory are session files.
+    fn entry_filter(self) -> fn(&str) -> bool {
+        match self {
+            Self::Native => is_entry_name,
+            Self::Cachelib => cachelib::is_entry_name,
+        }
+    }
+
+    fn header_len(self) -> usize {
+        match self {
+            Self::Native => HEADER_LEN,
+            Self::Cachelib => cachelib::HEADER_LEN,
+        }
+    }
+
+    /// The header of a file holding `len` payload bytes until `expires`.
+    fn header(self, expires: SystemTime, len: usize) -> ArrayVec<u8, HEADER_LEN> {
+        match self {
+            Self::Native => encode_header(unix_ms(expires), len as u64).into(),
+            Self::Cachelib => cachelib::header(expires).into_iter().collect(),
+        }
+    }
+
+    /// `(expiry in Unix ms, payload length)` of a file of `file_len` bytes starting with
+    /// `header`; `None` when it is not a valid entry.
+    fn parse_header(self, header: &[u8], file_len: u64) -> Option<(u64, usize)> {
+        match self {
+            Self::Native => {
+                let (expires_ms, len) = decode_header(header.try_into().ok()?)?;
+                let fits = len.checked_add(HEADER_LEN as u64) == Some(file_len);
+                fits.then_some((expires_ms, usize::try_from(len).ok()?))
+            }
+            Self::Cachelib => cachelib::parse_header(header, file_len),
+        }
+    }
+}
+
 /// Opens an entry and checks its header against the file's length; never reads the payload.
-fn open_entry(path: &Path) -> io::Result<Slot> {
+fn open_entry(layout: FileLayout, path: &Path) -> io::Result<Slot> {
     let mut file = match File::open(path) {
         Ok(file) => file,
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Slot::Missing),
@@ -646,15 +847,12 @@ fn open_entry(path: &Path) -> io::Result<Slot> {
     };
     let file_len = file.metadata()?.len();
     let mut header = [0u8; HEADER_LEN];
-    match file.read_exact(&mut header) {
+    let header = &mut header[..layout.header_len()];
+    match file.read_exact(header) {
         Err(e) if e.kind() == ErrorKind::UnexpectedEof => return Ok(Slot::Corrupt),
         other => other?,
     }
-    let parsed = decode_header(&header).and_then(|(expires_ms, len)| {
-        let fits = len.checked_add(HEADER_LEN as u64) == Some(file_len);
-        fits.then_some((expires_ms, usize::try_from(len).ok()?))
-    });
-    Ok(match parsed {
+    Ok(match layout.parse_header(header, file_len) {
         Some((expires_ms, len)) => Slot::Found {
             expires_ms,
             file,
@@ -665,8 +863,12 @@ fn open_entry(path: &Path) -> io::Result<Slot> {
 }
 
 /// The payload of a live entry; `Ok(None)` when missing or expired.
-fn read_live(path: &Path, now: u64) -> std::result::Result<Option<Vec<u8>>, ReadError> {
-    match open_entry(path)? {
+fn read_live(
+    layout: FileLayout,
+    path: &Path,
+    now: u64,
+) -> std::result::Result<Option<Vec<u8>>, ReadError> {
+    match open_entry(layout, path)? {
         Slot::Missing => Ok(None),
         Slot::Corrupt => Err(ReadError::Corrupt),
         Slot::Found { expires_ms, .. } if expires_ms <= now => Ok(None),
@@ -716,10 +918,16 @@ fn is_entry_name(name: &str) -> bool {
     name.len() == 64 && name.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
-/// A temp file name no other writer (thread or process) picks: pid plus 64 random bits.
-fn temp_name() -> Result<String> {
+/// A temp file name no other writer (thread or process) picks: pid plus 64 random bits (and
+/// in cachelib's layout the suffix cachelib never counts).
+fn temp_name(layout: FileLayout) -> Result<String> {
     let random = getrandom::u64().map_err(Error::Random)?;
-    Ok(format!("{TEMP_PREFIX}{}-{random:016x}", std::process::id()))
+    let suffix = match layout {
+        FileLayout::Native => "",
+        FileLayout::Cachelib => cachelib::TEMP_SUFFIX,
+    };
+    let pid = std::process::id();
+    Ok(format!("{TEMP_PREFIX}{pid}-{random:016x}{suffix}"))
 }
 
 fn is_stale(entry: &fs::DirEntry) -> bool {
@@ -727,18 +935,20 @@ fn is_stale(entry: &fs::DirEntry) -> bool {
     modified.is_ok_and(|t| t.elapsed().is_ok_and(|age| age > STALE_TEMP_AGE))
 }
 
-fn entry_names(directory: &Path) -> io::Result<Vec<String>> {
+/// The names of the session files in `directory`.
+fn entry_names(directory: &Path, layout: FileLayout) -> io::Result<Vec<String>> {
+    let is_entry = layout.entry_filter();
     let mut names = Vec::new();
     for entry in fs::read_dir(directory)? {
-        if let Some(name) = entry?.file_name().to_str().filter(|n| is_entry_name(n)) {
+        if let Some(name) = entry?.file_name().to_str().filter(|n| is_entry(n)) {
             names.push(name.to_owned());
         }
     }
     Ok(names)
 }
 
-fn count_entries(directory: &Path) -> io::Result<usize> {
-    Ok(entry_names(directory)?.len())
+fn count_entries(directory: &Path, layout: FileLayout) -> io::Result<usize> {
+    Ok(entry_names(directory, layout)?.len())
 }
 
 /// Removes a file; `Ok(false)` when it was already gone.

@@ -46,7 +46,7 @@ pub mod conformance;
 #[cfg(feature = "mongodb")]
 pub use self::mongodb::{MongoStore, MongoStoreBuilder};
 pub use cleanup::CleanupEvery;
-pub use filesystem::{FileStore, FileStoreBuilder};
+pub use filesystem::{FileLayout, FileStore, FileStoreBuilder};
 pub use memory::MemoryStore;
 pub use null::NullStore;
 pub use settings::ConnectionSettings;

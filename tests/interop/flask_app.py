@@ -18,6 +18,12 @@ Requests (`op`):
                          -> writes `data` the way Flask-Session 0.6 and older did (pickle),
                             through the backend's own write path; answers the cookie
   matrix                 -> [key, repr(value)] for every entry of VALUE_MATRIX, in order
+  cache dir threshold calls
+                         -> calls on cachelib's FileSystemCache(dir, threshold), the cache
+                            Flask-Session's filesystem backend uses (made on first use of the
+                            pair, so its count is reset then, as at an app's start), for
+                            tests/filesystem_cachelib.rs. `calls` are [method, args...]
+                            (set, get, delete, has, file_count, prune); answers their results
   close app              -> disposes of the app's clients and forgets the app
 Every answer has "ok" and the request's "id"; a failure answers "ok": false and "error", the
 Python traceback.
@@ -236,9 +242,33 @@ def put_pickle(app, data, protocol):
     return {"sid": sid, "cookie": cookie, "pickle": PickleSerializer.encode(data).hex()}
 
 
+def cache_call(cache, method, args):
+    """One call on a FileSystemCache; what it returns, as JSON (a non-JSON value by repr)."""
+    if method == "file_count":
+        return cache._file_count
+    if method == "prune":
+        return cache._prune()
+    result = getattr(cache, method)(*args)
+    try:
+        json.dumps(result)
+    except TypeError:
+        return repr(result)
+    return result
+
+
 class Driver:
     def __init__(self):
         self.apps = {}
+        self.caches = {}
+
+    def cache(self, req):
+        from cachelib.file import FileSystemCache
+
+        key = (req["dir"], req["threshold"])
+        if key not in self.caches:
+            self.caches[key] = FileSystemCache(req["dir"], threshold=req["threshold"], mode=0o600)
+        cache = self.caches[key]
+        return {"results": [cache_call(cache, call[0], call[1:]) for call in req["calls"]]}
 
     def app(self, cfg):
         key = json.dumps(cfg, sort_keys=True)
@@ -254,6 +284,8 @@ class Driver:
             return do_request(self.app(req["app"]), req.get("cookie"), req["actions"])
         if op == "put_pickle":
             return put_pickle(self.app(req["app"]), req["data"], req["protocol"])
+        if op == "cache":
+            return self.cache(req)
         if op == "matrix":
             return {"reprs": [[key, repr(value)] for key, value in VALUE_MATRIX.items()]}
         if op == "close":

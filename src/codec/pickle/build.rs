@@ -247,6 +247,11 @@ impl<'a> Builder<'a> {
         Ok(map)
     }
 
+    /// The value of the pickle's result `root`, whatever its type.
+    pub(super) fn top_value(mut self, root: Id) -> Result<Value, PickleError> {
+        self.value(root, 0, false)
+    }
+
     /// The value of object `id`, found inside `depth` containers; `hashable` for dict keys and
     /// set elements, which Python refuses to be lists, dicts or sets.
     fn value(&mut self, id: Id, depth: usize, hashable: bool) -> Result<Value, PickleError> {

@@ -21,6 +21,14 @@ pub(super) fn session(bytes: &[u8]) -> Result<SessionMap, PickleError> {
     Builder::new(&machine.objs, machine.budget).session(root)
 }
 
+/// Whatever value is pickled in `bytes`, not only a session dict (cachelib's file count is an
+/// `int`).
+pub(super) fn value(bytes: &[u8]) -> Result<Value, PickleError> {
+    let mut machine = Machine::new(bytes);
+    let root = machine.run()?;
+    Builder::new(&machine.objs, machine.budget).top_value(root)
+}
+
 struct Machine<'a> {
     input: &'a [u8],
     pos: usize,

@@ -29,6 +29,15 @@ pub(super) fn session(map: &SessionMap) -> Result<Vec<u8>, PickleError> {
     Ok(w.0)
 }
 
+/// The pickle of one value of any type (cachelib's file count is an `int`).
+pub(super) fn value(value: &Value) -> Result<Vec<u8>, PickleError> {
+    let mut w = Writer(Vec::with_capacity(16));
+    w.0.extend_from_slice(&[PROTO, PROTOCOL]);
+    w.value(value, 0)?;
+    w.0.push(STOP);
+    Ok(w.0)
+}
+
 struct Writer(Vec<u8>);
 
 impl Writer {

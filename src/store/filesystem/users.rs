@@ -6,15 +6,16 @@
 //! lock; the store's mode) and read without the lock. Every rewrite drops the lapsed records
 //! and removes a file left with none; [`Sweep`](crate::store::Sweep) and threshold pruning
 //! rewrite or remove the files holding lapsed records, so the index never outgrows the live
-//! sessions. Session counting, pruning and sweeping of sessions never look into `users`.
+//! sessions. Session counting, pruning and sweeping of sessions never look into `users`
+//! (named `server-session-users.__wz_cache` in cachelib's layout, a name cachelib skips).
 
 use std::collections::BTreeMap;
 
 use super::*;
 use crate::store::UserIndex;
 
-/// The subdirectory of the index files.
-const USERS_DIR: &str = "users";
+/// The subdirectory of the index files (in the native layout).
+pub(super) const USERS_DIR: &str = "users";
 
 /// One user's records: session key -> `until`, Unix milliseconds.
 type Records = BTreeMap<String, u64>;
@@ -63,7 +64,7 @@ fn live(mut records: Records, now: u64) -> Records {
 
 impl FileStore {
     fn users_dir(&self) -> PathBuf {
-        self.directory.join(USERS_DIR)
+        self.directory.join(self.layout.users_dir())
     }
 
     fn read_records(&self, name: &str) -> io::Result<Records> {
@@ -91,7 +92,7 @@ impl FileStore {
             let bytes = read_bytes(path)?;
             Ok(render(&live(parse(&bytes), now)) != bytes)
         };
-        Ok(scan(entries, limit, untidy)?)
+        Ok(scan(entries, is_entry_name, limit, untidy)?)
     }
 
     /// Under the lock: rewrites each of the index files `names` with its live records (read
