@@ -1,8 +1,10 @@
 //! Sharing sessions with Flask-Session 0.8: the real Flask-Session from PyPI and a
 //! `SessionManager`, configured alike, on the same server, for every shared backend (Redis,
 //! Redis Cluster through redis-py's `RedisCluster`, Memcached, SQLite and PostgreSQL through
-//! SQLAlchemy, MongoDB) with the signer on and off and
-//! both serialization formats. Each test asserts both directions: sessions and cookies made by
+//! SQLAlchemy, MongoDB) with the signer on and off and both serialization formats, and on the
+//! same directory for the `filesystem` backend (a `FileStore` in cachelib's layout and the
+//! `Pickle` codec: Flask-Session pickles the session dict there, whatever its format). Each
+//! test asserts both directions: sessions and cookies made by
 //! one app are used by the other, values keep their types, logout and `regenerate` in one app
 //! end the old id for the other, legacy pickled sessions follow the documented policy, and a
 //! Python write to a session a Rust request has open survives that request's merging commit.
@@ -11,21 +13,14 @@
 //! `SERVER_SESSION_INTEROP_PYTHON` (the venv `scripts/interop.sh` creates): one process for the
 //! whole test binary, spoken to in JSON lines. Without that variable, or without a backend's
 //! URL variable, a test prints SKIP, or fails under `SERVER_SESSION_REQUIRE_SERVICES=1`.
-//! Each test has its own key prefix, table, collection or SQLite file.
-#![cfg(any(
-    feature = "redis",
-    feature = "memcached",
-    feature = "sqlite",
-    feature = "postgres",
-    feature = "mongodb"
-))]
+//! Each test has its own key prefix, table, collection, SQLite file or directory.
 
 use std::collections::BTreeMap;
 use std::thread;
 use std::time::Duration;
 
 use serde_json::{Value as Json, json};
-use server_session::codec::{Codec, Json as JsonCodec, MsgPack, Value};
+use server_session::codec::{Codec, Json as JsonCodec, MsgPack, Pickle, Value};
 use server_session::store::Store;
 use server_session::store::conformance::service_unavailable;
 use server_session::{Config, Session, SessionManager};
@@ -39,13 +34,9 @@ mod cluster_support;
 mod driver;
 #[path = "interop/lifecycle.rs"]
 mod lifecycle;
+#[path = "interop/pickle_values.rs"]
+mod pickle_values;
 // Log out everywhere needs a user index: every backend but memcached.
-#[cfg(any(
-    feature = "redis",
-    feature = "sqlite",
-    feature = "postgres",
-    feature = "mongodb"
-))]
 #[path = "interop/users.rs"]
 mod users;
 
@@ -63,9 +54,14 @@ const LIFETIME_SECS: u64 = 600;
 // One test: a backend, a signer setting and a format
 // ---------------------------------------------------------------------------------------------
 
-/// The serialization format: our codec and Flask-Session's `SESSION_SERIALIZATION_FORMAT`.
+/// The serialization format: our codec and what Flask-Session stores (its
+/// `SESSION_SERIALIZATION_FORMAT`, or a pickle on the filesystem backend).
 trait Format: Codec + Copy + Sized {
     const NAME: &'static str;
+    /// Whether Flask-Session stores exactly the bytes this codec writes for the same session.
+    /// Not for pickles: CPython writes protocol 5 with frames and a memo, the codec protocol 4
+    /// without either, so [`Ctx::assert_stored_alike`] compares what they decode to.
+    const SAME_BYTES: bool = true;
 }
 
 impl Format for MsgPack {
@@ -74,6 +70,11 @@ impl Format for MsgPack {
 
 impl Format for JsonCodec {
     const NAME: &'static str = "json";
+}
+
+impl Format for Pickle {
+    const NAME: &'static str = "pickle";
+    const SAME_BYTES: bool = false;
 }
 
 /// Closes the Flask app (its connections) and then runs the backend's cleanup, also when the
@@ -112,7 +113,13 @@ fn run<S: Store, C: Format>(
         rust_values_come_back_as_python_types(ctx);
         logout_in_one_app_ends_the_session_in_the_other(ctx);
         regenerate_in_one_app_invalidates_the_old_id_in_the_other(ctx);
-        legacy_pickles_are_read_and_upgraded(ctx);
+        if C::NAME == "pickle" {
+            // The filesystem backend pickled the session dict in 0.6 as it does in 0.8: no
+            // pickle there is legacy, nor rejected by the codec.
+            pickle_values::pickle_only_values_cross_both_ways(ctx);
+        } else {
+            legacy_pickles_are_read_and_upgraded(ctx);
+        }
         a_python_write_during_a_rust_request_survives_its_commit(ctx);
         lifecycle::absolute_lifetime_is_shared_with_python(ctx);
         lifecycle::a_session_lifetime_survives_python_writes(ctx);
@@ -322,6 +329,19 @@ impl<S: Store, C: Format> Ctx<S, C> {
         self.manager.store().load(&key).expect("store load")
     }
 
+    /// Asserts that Flask-Session would store `python` for the session Rust stored as `rust`:
+    /// the same bytes, or for a pickle the same session (see [`Format::SAME_BYTES`]).
+    fn assert_stored_alike(&self, python: &[u8], rust: &[u8]) {
+        if C::SAME_BYTES {
+            let what = "Flask-Session would store exactly the bytes Rust stored";
+            return assert_eq!(python, rust, "{what}");
+        }
+        let codec = self.manager.codec();
+        let (python, rust) = (codec.decode(python), codec.decode(rust));
+        let what = "Flask-Session would store the session Rust stored";
+        assert_eq!(python.expect("Python's"), rust.expect("Rust's"), "{what}");
+    }
+
     /// Asserts that `cookie` names the session `sid`, signed exactly when the signer is on.
     fn assert_cookie_names(&self, cookie: &str, sid: &str) {
         assert_eq!(id_of(cookie), sid, "{cookie}");
@@ -429,10 +449,7 @@ fn python_values_survive_a_rust_write_of_another_key<S: Store, C: Format>(ctx: &
     let after = ctx.py(Some(&cookie), json!([]));
     expected.push(("rust".to_owned(), "'was here'".to_owned()));
     assert_eq!(after.items, expected, "same values, types and order");
-    assert_eq!(
-        after.loaded_encoded, written,
-        "Flask-Session would store exactly the bytes Rust stored"
-    );
+    ctx.assert_stored_alike(&after.loaded_encoded, &written);
 }
 
 /// Rust's typed and raw view of VALUE_MATRIX (see `flask_app.py`).
@@ -534,10 +551,7 @@ fn rust_values_come_back_as_python_types<S: Store, C: Format>(ctx: &Ctx<S, C>) {
         ("when", when),
     ];
     assert_eq!(py.items, pairs(&expected));
-    assert_eq!(
-        py.loaded_encoded, written,
-        "Flask-Session would store exactly the bytes Rust stored"
-    );
+    ctx.assert_stored_alike(&py.loaded_encoded, &written);
 }
 
 /// `session.clear()` in Python ends a Rust session for Rust, and `destroy()` in Rust ends a
@@ -719,52 +733,28 @@ fn assert_rust_sees_the_merge<S: Store, C: Format>(ctx: &Ctx<S, C>, cookie: &str
 // Tests
 // ---------------------------------------------------------------------------------------------
 
-/// Four tests per backend: {msgpack, json} x {signer on, off}.
+/// One test per format and signer setting of a backend: {msgpack, json} x {signer on, off} by
+/// default, or the formats listed.
 macro_rules! interop_tests {
     ($feature:literal, $backend:ident, $make:path) => {
         #[cfg(feature = $feature)]
+        interop_tests!($backend, $make;
+            msgpack_signed: MsgPack, true;
+            msgpack_unsigned: MsgPack, false;
+            json_signed: JsonCodec, true;
+            json_unsigned: JsonCodec, false);
+    };
+    ($backend:ident, $make:path; $($test:ident: $codec:expr, $signer:expr);+ $(;)?) => {
         mod $backend {
             use super::*;
 
-            #[test]
-            fn msgpack_signed() {
-                run(
-                    concat!(stringify!($backend), "::msgpack_signed"),
-                    $make,
-                    MsgPack,
-                    true,
-                );
-            }
-
-            #[test]
-            fn msgpack_unsigned() {
-                run(
-                    concat!(stringify!($backend), "::msgpack_unsigned"),
-                    $make,
-                    MsgPack,
-                    false,
-                );
-            }
-
-            #[test]
-            fn json_signed() {
-                run(
-                    concat!(stringify!($backend), "::json_signed"),
-                    $make,
-                    JsonCodec,
-                    true,
-                );
-            }
-
-            #[test]
-            fn json_unsigned() {
-                run(
-                    concat!(stringify!($backend), "::json_unsigned"),
-                    $make,
-                    JsonCodec,
-                    false,
-                );
-            }
+            $(
+                #[test]
+                fn $test() {
+                    let test = concat!(stringify!($backend), "::", stringify!($test));
+                    run(test, $make, $codec, $signer);
+                }
+            )+
         }
     };
 }
@@ -775,28 +765,29 @@ interop_tests!("memcached", memcached, memcached_backend);
 interop_tests!("sqlite", sqlite, sqlite_backend);
 interop_tests!("postgres", postgres, postgres_backend);
 interop_tests!("mongodb", mongodb, mongodb_backend);
+// Flask-Session pickles the session dict on the filesystem backend, whatever its format.
+interop_tests!(filesystem, filesystem_backend;
+    pickle_signed: Pickle, true;
+    pickle_unsigned: Pickle, false);
 
-#[cfg(any(
-    feature = "redis",
-    feature = "sqlite",
-    feature = "postgres",
-    feature = "mongodb"
-))]
 mod users_everywhere {
     use super::*;
 
     /// Log out everywhere with a Flask app on the same store, on every backend with a user index
-    /// (memcached has none), MessagePack with the signer.
+    /// (memcached has none), with the signer, in MessagePack (Pickle on the filesystem).
     macro_rules! user_tests {
         ($feature:literal, $backend:ident, $make:path) => {
             #[cfg(feature = $feature)]
+            user_tests!($backend, $make, MsgPack);
+        };
+        ($backend:ident, $make:path, $codec:expr) => {
             #[test]
             fn $backend() {
                 let test = concat!("users::", stringify!($backend));
                 with_apps(
                     test,
                     $make,
-                    MsgPack,
+                    $codec,
                     true,
                     users::log_out_everywhere_with_python,
                 );
@@ -809,4 +800,5 @@ mod users_everywhere {
     user_tests!("sqlite", sqlite, sqlite_backend);
     user_tests!("postgres", postgres, postgres_backend);
     user_tests!("mongodb", mongodb, mongodb_backend);
+    user_tests!(filesystem, filesystem_backend, Pickle);
 }

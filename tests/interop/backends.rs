@@ -35,6 +35,24 @@ fn env_url(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|u| !u.is_empty())
 }
 
+/// `SESSION_TYPE = "filesystem"` with `SESSION_FILE_DIR` a fresh directory: a `FileStore` in
+/// cachelib's layout there, both apps with Flask-Session's default threshold, 500.
+pub(crate) fn filesystem_backend(
+    _: &Namespace,
+) -> Option<Backend<server_session::store::FileStore>> {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let store = server_session::store::FileStore::builder()
+        .directory(dir.path())
+        .layout(server_session::store::FileLayout::Cachelib)
+        .build()
+        .expect("FileStore");
+    Some(Backend {
+        store,
+        python: json!({"backend": "filesystem", "dir": dir.path()}),
+        cleanup: Some(Box::new(move || drop(dir))),
+    })
+}
+
 /// `SESSION_TYPE = "redis"`, `SESSION_REDIS = redis.Redis.from_url(url)`.
 #[cfg(feature = "redis")]
 pub(crate) fn redis_backend(_: &Namespace) -> Option<Backend<server_session::store::RedisStore>> {

@@ -64,6 +64,24 @@ VALUE_MATRIX = {
     "when": datetime.datetime(2030, 1, 2, 3, 4, 5, 123456, tzinfo=UTC),
 }
 
+# What only a pickle holds (the filesystem backend pickles the session dict): ints beyond 64
+# bits, naive datetimes and dates, tuples, sets, bytearrays, tuple keys.
+PICKLE_MATRIX = {
+    "huge": 2**100,
+    "neghuge": -(2**70),
+    "naive": datetime.datetime(2030, 1, 2, 3, 4, 5, 123456),
+    "day": datetime.date(2030, 1, 2),
+    "pair": (1, "two"),
+    "tags": frozenset({"a"}),
+    "raw": bytearray(b"\x00\xff"),
+    "tuplekey": {(1, 2): "x"},
+}
+
+# SESSION_SERIALIZATION_FORMAT per format: the filesystem backend pickles the session dict
+# itself (cachelib's FileSystemSerializer), so its serializer, which must be one of
+# msgspec's two formats, stores nothing.
+SERIALIZATION_FORMAT = {"msgpack": "msgpack", "json": "json", "pickle": "msgpack"}
+
 
 def build_app(cfg):
     """A Flask app with Flask-Session configured as `cfg` says."""
@@ -71,7 +89,7 @@ def build_app(cfg):
     app.config.update(
         SECRET_KEY=cfg["secret_key"],
         SESSION_USE_SIGNER=cfg["signer"],
-        SESSION_SERIALIZATION_FORMAT=cfg["format"],
+        SESSION_SERIALIZATION_FORMAT=SERIALIZATION_FORMAT[cfg["format"]],
         SESSION_KEY_PREFIX=cfg["prefix"],
         SESSION_COOKIE_NAME=cfg["cookie_name"],
         SESSION_COOKIE_SAMESITE="Lax",
@@ -140,6 +158,9 @@ def configure_backend(app, cfg):
             SESSION_MONGODB_COLLECT=cfg["collection"],
         )
         return [client.close]
+    if backend == "filesystem":
+        app.config.update(SESSION_TYPE="filesystem", SESSION_FILE_DIR=cfg["dir"])
+        return []
     raise ValueError(f"unknown backend {backend!r}")
 
 
@@ -171,7 +192,7 @@ def init_session_on_cluster(app):
 def act():
     """The one route: loads the session, applies the actions, describes the result."""
     interface = flask.current_app.session_interface
-    loaded = interface.serializer.encode(session).hex()
+    loaded = stored_form(interface, session).hex()
     answer = {}
     for action in request.get_json()["actions"]:
         answer.update(apply(interface, action) or {})
@@ -183,6 +204,14 @@ def act():
     return answer
 
 
+def stored_form(interface, session):
+    """The bytes Flask-Session stores for `session`: its serializer's, except on the filesystem
+    backend, where cachelib pickles the dict (pickle.HIGHEST_PROTOCOL)."""
+    if flask.current_app.config["SESSION_TYPE"] == "filesystem":
+        return interface.cache.serializer.dumps(dict(session))
+    return interface.serializer.encode(session)
+
+
 def apply(interface, action):
     """Applies one action to the session; returns what it adds to the answer, if anything."""
     name, args = action[0], action[1:]
@@ -190,6 +219,8 @@ def apply(interface, action):
         session[args[0]] = args[1]
     elif name == "set_matrix":
         session.update(VALUE_MATRIX)
+    elif name == "set_pickle_matrix":
+        session.update(PICKLE_MATRIX)
     elif name == "remove":
         session.pop(args[0], None)
     elif name == "clear":
