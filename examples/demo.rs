@@ -4,12 +4,14 @@
 //! `/health`. [`ROUTES`] lists them; `HEAD` is answered like `GET`.
 //!
 //! Options: `--addr HOST:PORT` (127.0.0.1:8000), `--threads N` (8), `--store URL`
-//! (default: files in `./flask_session`; `file:///abs/dir`, `memory:`, and with the store's
-//! feature `redis://HOST:PORT/DB`, `memcache://HOST:PORT[,HOST:PORT]`, `sqlite:///abs/path.db`,
+//! (default: files in `./flask_session`; `file:///abs/dir`, `cachelib:///abs/dir` (files in
+//! cachelib's layout with the `Pickle` codec, shared with a Flask app whose
+//! `SESSION_TYPE = "filesystem"` and `SESSION_FILE_DIR` name that directory), `memory:`, and
+//! with the store's feature `redis://HOST:PORT/DB`, `memcache://HOST:PORT[,HOST:PORT]`, `sqlite:///abs/path.db`,
 //! `postgres://USER@HOST:PORT/DB`, `mongodb://HOST:PORT/?directConnection=true`), `--secret KEY`
 //! (sign the cookie), `--lifetime SECS` (session lifetime; default 31 days), `--absolute SECS`
 //! (the longest a session lives from its creation; default off). `tests/demo.rs` reuses
-//! [`config`], [`serve`] and [`route`].
+//! [`config`], [`prepare`], [`serve`] and [`route`].
 
 use std::io::Cursor;
 use std::sync::Arc;
@@ -17,10 +19,10 @@ use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 use server_session::adapter::tiny_http::handle;
-use server_session::codec::Codec;
+use server_session::codec::{Codec, MsgPack, Pickle};
 #[allow(unused_imports)] // the server stores' arms, each behind its feature, use it
 use server_session::store;
-use server_session::store::{FileStore, MemoryStore, Store, UserIndex};
+use server_session::store::{FileLayout, FileStore, MemoryStore, Store, UserIndex};
 use server_session::{
     Config, ConfigBuilder, ErrorKind, Result, Session, SessionManager, SessionMetrics,
 };
@@ -52,26 +54,33 @@ pub const ROUTES: [&str; 8] = [
 
 /// The demo's state: the session manager, its event counters, and what a store with a user
 /// index adds (log out everywhere).
-pub struct App<S: Store> {
-    pub manager: SessionManager<S>,
+pub struct App<S: Store, C: Codec = MsgPack> {
+    pub manager: SessionManager<S, C>,
     metrics: Arc<SessionMetrics>,
-    accounts: Option<Accounts<S>>,
+    accounts: Option<Accounts<S, C>>,
 }
 
 /// Ties a session to its user and ends a user's sessions: only for stores that implement
 /// [`UserIndex`] (memcached cannot).
-struct Accounts<S: Store> {
-    tie: fn(&mut Session<'_, S>, &str) -> Result<()>,
-    log_out_everywhere: fn(&SessionManager<S>, &str) -> Result<usize>,
+struct Accounts<S: Store, C: Codec> {
+    tie: fn(&mut Session<'_, S, C>, &str) -> Result<()>,
+    log_out_everywhere: fn(&SessionManager<S, C>, &str) -> Result<usize>,
 }
 
 impl<S: Store> App<S> {
-    /// The demo on `store`, without log out everywhere.
+    /// The demo on `store` in MessagePack, without log out everywhere.
     pub fn new(store: S, config: Config) -> Result<Self> {
+        Self::with_codec(store, MsgPack, config)
+    }
+}
+
+impl<S: Store, C: Codec> App<S, C> {
+    /// The demo on `store` with `codec`, without log out everywhere.
+    pub fn with_codec(store: S, codec: C, config: Config) -> Result<Self> {
         let metrics = Arc::new(SessionMetrics::default());
-        let manager = SessionManager::new(store, config)?.with_events(Arc::clone(&metrics));
+        let manager = SessionManager::with_codec(store, codec, config)?;
         Ok(Self {
-            manager,
+            manager: manager.with_events(Arc::clone(&metrics)),
             metrics,
             accounts: None,
         })
@@ -79,18 +88,37 @@ impl<S: Store> App<S> {
 }
 
 impl<S: UserIndex> App<S> {
-    /// The demo on a store with a user index: logins tie the session to the user, and
-    /// `/logout-everywhere` ends all of them.
+    /// The demo on a store with a user index, in MessagePack: see
+    /// [`logging_out_everywhere`](App::logging_out_everywhere).
     pub fn with_accounts(store: S, config: Config) -> Result<Self> {
+        Ok(Self::new(store, config)?.logging_out_everywhere())
+    }
+}
+
+impl<S: UserIndex, C: Codec> App<S, C> {
+    /// Logins tie the session to the user, and `/logout-everywhere` ends all of them.
+    pub fn logging_out_everywhere(self) -> Self {
         let accounts = Accounts {
             tie: |session, user| session.set_user(user),
             log_out_everywhere: |manager, user| manager.destroy_user_sessions(user),
         };
-        let app = Self::new(store, config)?;
-        Ok(Self {
+        Self {
             accounts: Some(accounts),
-            ..app
-        })
+            ..self
+        }
+    }
+}
+
+/// An app ready to serve, whatever its store and codec: what [`prepare`] makes of the command
+/// line.
+pub trait Serve {
+    /// Starts `threads` workers answering `server`'s requests (see [`serve`]).
+    fn serve(self: Box<Self>, server: Arc<Server>, threads: usize) -> Vec<JoinHandle<()>>;
+}
+
+impl<S: Store + 'static, C: Codec + 'static> Serve for App<S, C> {
+    fn serve(self: Box<Self>, server: Arc<Server>, threads: usize) -> Vec<JoinHandle<()>> {
+        serve(server, Arc::from(self), threads)
     }
 }
 
@@ -154,10 +182,28 @@ pub fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Args, String
     Ok(args)
 }
 
-/// Dispatches once on the store URL; everything after is statically typed by the store.
+/// Builds the app the command line asks for, then serves it until the process ends.
 pub fn start(args: &Args) -> Result<(), String> {
+    let app = prepare(args)?;
+    let server =
+        Server::http(&args.addr).map_err(|e| format!("cannot listen on {}: {e}", args.addr))?;
+    println!(
+        "demo: listening on http://{} with {} threads",
+        args.addr, args.threads
+    );
+    for worker in app.serve(Arc::new(server), args.threads) {
+        worker
+            .join()
+            .map_err(|_| "a worker thread panicked".to_owned())?;
+    }
+    Ok(())
+}
+
+/// Opens the store the command line names and builds the app on it: dispatches once on the
+/// store URL; everything after is statically typed by the store and the codec.
+pub fn prepare(args: &Args) -> Result<Box<dyn Serve>, String> {
     let Some(url) = args.store.as_deref() else {
-        return run(file_store("flask_session")?, args);
+        return run(file_store("flask_session", FileLayout::Native)?, args);
     };
     let scheme = url.split_once(':').map_or(url, |(scheme, _)| scheme);
     // The store's own error names its server, never a password: the URL is not printed.
@@ -165,13 +211,18 @@ pub fn start(args: &Args) -> Result<(), String> {
     let failed = |e: server_session::Error| format!("--store {scheme}: {e}");
     match scheme {
         "memory" => run(MemoryStore::new(), args),
-        "file" => match url
-            .strip_prefix("file://")
-            .filter(|dir| dir.starts_with('/'))
-        {
-            Some(dir) => run(file_store(dir)?, args),
-            None => Err(format!("{url:?}: expected file:///absolute/directory")),
-        },
+        "file" | "cachelib" => {
+            let dir = url.split_once("://").map(|(_, dir)| dir);
+            let Some(dir) = dir.filter(|dir| dir.starts_with('/')) else {
+                return Err(format!("{url:?}: expected {scheme}:///absolute/directory"));
+            };
+            if scheme == "file" {
+                return run(file_store(dir, FileLayout::Native)?, args);
+            }
+            // What Flask-Session's `filesystem` backend reads: cachelib's files, pickles.
+            let store = file_store(dir, FileLayout::Cachelib)?;
+            run_with_codec(store, Pickle, args)
+        }
         #[cfg(feature = "redis")]
         "redis" => run(store::RedisStore::open(url).map_err(failed)?, args),
         #[cfg(feature = "redis-cluster")]
@@ -201,7 +252,9 @@ pub fn start(args: &Args) -> Result<(), String> {
             Some(feature) => format!(
                 "{other}: needs the {feature} store: cargo run --example demo --features {feature} -- --store URL"
             ),
-            None => format!("unknown store {other:?}; use memory:, file:///dir or a server URL"),
+            None => format!(
+                "unknown store {other:?}; use memory:, file:///dir, cachelib:///dir or a server URL"
+            ),
         }),
     }
 }
@@ -219,27 +272,40 @@ fn feature_of(scheme: &str) -> Option<&'static str> {
     }
 }
 
-fn file_store(dir: &str) -> Result<FileStore, String> {
-    let store = FileStore::new(dir).map_err(|e| e.to_string())?;
+fn file_store(dir: &str, layout: FileLayout) -> Result<FileStore, String> {
+    let builder = FileStore::builder().directory(dir).layout(layout);
+    let store = builder.build().map_err(|e| e.to_string())?;
     println!(
-        "demo: file store {dir}: at {} sessions the ones closest to expiry are deleted \
-         (FileStore::builder().threshold(N); 0 turns pruning off)",
+        "demo: file store {dir} ({layout:?} layout): at {} sessions the ones closest to expiry \
+         are deleted (FileStore::builder().threshold(N); 0 turns pruning off)",
         store.threshold()
     );
     Ok(store)
 }
 
-/// Runs the demo on a store with a user index.
-fn run<S: UserIndex + 'static>(store: S, args: &Args) -> Result<(), String> {
-    let app = App::with_accounts(store, session_config(args)?).map_err(|e| e.to_string())?;
-    listen(app, args)
+/// The demo on a store with a user index, in MessagePack.
+fn run<S: UserIndex + 'static>(store: S, args: &Args) -> Result<Box<dyn Serve>, String> {
+    run_with_codec(store, MsgPack, args)
 }
 
-/// Runs the demo on a store without a user index (memcached): no log out everywhere.
+/// The demo on a store with a user index, with `codec`.
+fn run_with_codec<S: UserIndex + 'static, C: Codec + 'static>(
+    store: S,
+    codec: C,
+    args: &Args,
+) -> Result<Box<dyn Serve>, String> {
+    let app = App::with_codec(store, codec, session_config(args)?).map_err(|e| e.to_string())?;
+    Ok(Box::new(app.logging_out_everywhere()))
+}
+
+/// The demo on a store without a user index (memcached): no log out everywhere.
 #[allow(dead_code)] // only the memcached arm, behind its feature, uses it
-fn run_without_accounts<S: Store + 'static>(store: S, args: &Args) -> Result<(), String> {
+fn run_without_accounts<S: Store + 'static>(
+    store: S,
+    args: &Args,
+) -> Result<Box<dyn Serve>, String> {
     let app = App::new(store, session_config(args)?).map_err(|e| e.to_string())?;
-    listen(app, args)
+    Ok(Box::new(app))
 }
 
 /// The configuration the command line asks for.
@@ -252,21 +318,6 @@ fn session_config(args: &Args) -> Result<Config, String> {
         builder = builder.absolute_lifetime(absolute);
     }
     builder.build().map_err(|e| e.to_string())
-}
-
-fn listen<S: Store + 'static>(app: App<S>, args: &Args) -> Result<(), String> {
-    let server =
-        Server::http(&args.addr).map_err(|e| format!("cannot listen on {}: {e}", args.addr))?;
-    println!(
-        "demo: listening on http://{} with {} threads",
-        args.addr, args.threads
-    );
-    for worker in serve(Arc::new(server), Arc::new(app), args.threads) {
-        worker
-            .join()
-            .map_err(|_| "a worker thread panicked".to_owned())?;
-    }
-    Ok(())
 }
 
 /// The session configuration: Flask-Session's defaults, signed cookies with a secret.
@@ -282,9 +333,9 @@ fn builder(secret: Option<&str>) -> ConfigBuilder {
 }
 
 /// Starts `threads` workers answering the server's requests; they run until the process ends.
-pub fn serve<S: Store + 'static>(
+pub fn serve<S: Store + 'static, C: Codec + 'static>(
     server: Arc<Server>,
-    app: Arc<App<S>>,
+    app: Arc<App<S, C>>,
     threads: usize,
 ) -> Vec<JoinHandle<()>> {
     let spawn = |_| {
@@ -303,7 +354,7 @@ pub fn serve<S: Store + 'static>(
 
 /// Answers one request; a store that is down or silent becomes a 503 naming the cause, a
 /// session that kept changing under parallel requests a 409, any other error a 500.
-pub fn respond<S: Store>(app: &App<S>, mut request: Request) {
+pub fn respond<S: Store, C: Codec>(app: &App<S, C>, mut request: Request) {
     let response = handle(&app.manager, &mut request, |request, session| {
         let (status, body) = route(app, session, request.method(), request.url())?;
         Ok::<_, server_session::Error>(text(status, body))
@@ -329,9 +380,9 @@ fn text(status: u16, body: String) -> Response<Cursor<Vec<u8>>> {
 }
 
 /// The demo's routes: `(status, body)` for a request, using the session.
-pub fn route<S: Store>(
-    app: &App<S>,
-    session: &mut Session<'_, S>,
+pub fn route<S: Store, C: Codec>(
+    app: &App<S, C>,
+    session: &mut Session<'_, S, C>,
     method: &Method,
     url: &str,
 ) -> Result<(u16, String)> {
@@ -399,9 +450,9 @@ fn log_in<S: Store, C: Codec>(
 }
 
 /// Ends every session of the logged-in user, this one included.
-fn log_out_everywhere<S: Store>(
-    app: &App<S>,
-    session: &mut Session<'_, S>,
+fn log_out_everywhere<S: Store, C: Codec>(
+    app: &App<S, C>,
+    session: &mut Session<'_, S, C>,
 ) -> Result<(u16, String)> {
     let Some(accounts) = &app.accounts else {
         return Ok((

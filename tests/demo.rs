@@ -15,7 +15,7 @@ use std::time::{Duration, SystemTime};
 
 use common::{CountingStore, expires_of};
 use server_session::SessionManager;
-use server_session::codec::{Codec, MsgPack};
+use server_session::codec::{Codec, MsgPack, Pickle};
 use server_session::store::{FileStore, MemoryStore, NullStore, Store, conformance};
 use tiny_http::Server;
 
@@ -481,6 +481,57 @@ fn a_store_that_cannot_start_fails_the_start_with_its_cause() {
     assert!(unknown.is_err_and(|e| e.contains("--nope") && e.contains("/health")));
     let absolute = ["--absolute", "soon"].map(String::from).into_iter();
     assert!(demo::parse_args(absolute).is_err_and(|e| e.starts_with("--absolute: ")));
+}
+
+/// `--store cachelib:///dir` serves the demo from files in cachelib's layout with the `Pickle`
+/// codec: a login, then a read of it; on disk the session is cachelib's file (the expiry's
+/// Unix second, native-endian, then a pickle of the session dict) beside cachelib's count
+/// entry and the store's lock file. A relative directory fails the start.
+#[test]
+fn cachelib_store_keeps_sessions_in_cachelibs_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("cachelib://{}", dir.path().display());
+    let argv = ["--addr", "127.0.0.1:0", "--store", &url];
+    let app = demo::prepare(&demo::parse_args(argv.map(String::from).into_iter()).unwrap());
+    let server = Server::http("127.0.0.1:0").unwrap();
+    let addr = server.server_addr().to_ip().unwrap();
+    app.unwrap().serve(Arc::new(server), 2);
+    let jar = get(addr, "/login?user=ada", None).cookie();
+    assert_eq!(get(addr, "/whoami", Some(&jar)).body, "user=ada");
+
+    let sha256 = |text: &str| {
+        let hash = ring::digest::digest(&ring::digest::SHA256, text.as_bytes());
+        hash.as_ref()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    };
+    let bytes = std::fs::read(dir.path().join(sha256(&key(&jar)))).unwrap();
+    let stamp = u64::from(u32::from_ne_bytes(bytes[..4].try_into().unwrap()));
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap();
+    let until = now.as_secs() + demo::SIGNED_IN.as_secs();
+    assert!((until - 5..=until).contains(&stamp), "{stamp} vs {until}");
+    let session = Pickle.decode(&bytes[4..]).unwrap();
+    assert_eq!(session["user"], "ada".into());
+    let count = std::fs::read(dir.path().join(sha256("__wz_cache_count"))).unwrap();
+    assert_eq!(
+        count, b"\0\0\0\0\x80\x04K\x01.",
+        "cachelib's count: one session"
+    );
+    assert!(dir.path().join(".server-session.lock.__wz_cache").is_file());
+
+    let relative = ["--store", "cachelib://sessions"]
+        .map(String::from)
+        .into_iter();
+    let message = demo::prepare(&demo::parse_args(relative).unwrap())
+        .err()
+        .unwrap();
+    assert!(
+        message.contains("expected cachelib:///absolute/directory"),
+        "{message}"
+    );
 }
 
 /// `--store sqlite://` (no path) fails at start-up instead of giving every pooled connection
