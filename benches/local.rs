@@ -1,6 +1,8 @@
 //! The in-process stores' full request cycle next to their raw floor, in the same run:
 //! `MemoryStore` against a `Mutex<HashMap>` read + overwrite, `FileStore` against a plain
-//! read + write-temp + rename-over-existing of a file of the same size in the same directory.
+//! read + write-temp + rename-over-existing of a file of the same size in the same directory,
+//! in its native layout with `MsgPack` and in cachelib's layout with `Pickle` (what
+//! Flask-Session's `filesystem` backend shares), each against a floor of its own file's size.
 //!
 //! Cycle: open (cookie parse + signature check) -> get -> insert -> commit, which costs one load
 //! and one save. The session holds `visits` and a 180-character `note` (about 200 bytes of
@@ -15,7 +17,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use server_session::store::{FileStore, MemoryStore, Store};
+use server_session::codec::Pickle;
+use server_session::store::{FileLayout, FileStore, MemoryStore, Store};
 use server_session::SessionManager;
 
 mod support;
@@ -50,6 +53,7 @@ struct FileFloor {
 
 impl FileFloor {
     fn new(dir: &Path, contents: Vec<u8>) -> Self {
+        fs::create_dir_all(dir).expect("floor directory");
         let floor = Self {
             path: dir.join("raw-floor"),
             temp: dir.join("raw-floor.tmp"),
@@ -123,6 +127,11 @@ fn file(c: &mut Criterion) {
     );
     let merging = MergeBench::new("file", "FileStore, signed", 60, 50);
     bench_merging(&mut group, &manager, &header, &merging);
+    let cachelib = Cachelib::new(dir.path());
+    group.bench_function(
+        "cachelib layout + Pickle: open, get, insert, commit (FileStore, signed)",
+        |b| b.iter(|| cachelib.cycle()),
+    );
     group.finish();
     paired_rounds(
         "file",
@@ -131,6 +140,45 @@ fn file(c: &mut Criterion) {
         || cycle(&manager, &header),
         || floor.cycle(),
     );
+    paired_rounds(
+        "file cachelib layout + Pickle",
+        60,
+        50,
+        || cachelib.cycle(),
+        || cachelib.floor.cycle(),
+    );
+}
+
+/// The FileStore in cachelib's layout with the `Pickle` codec (the default threshold, so
+/// each write also reads cachelib's file count), a stored session, and the floor for a file
+/// of its size: a 4-byte header and the pickle.
+struct Cachelib {
+    manager: SessionManager<FileStore, Pickle>,
+    header: String,
+    floor: FileFloor,
+}
+
+impl Cachelib {
+    fn new(dir: &Path) -> Self {
+        let store = FileStore::builder()
+            .directory(dir.join("cachelib"))
+            .layout(FileLayout::Cachelib)
+            .build()
+            .expect("store");
+        let manager = SessionManager::with_codec(store, Pickle, signed_config("session:")).unwrap();
+        let (header, key) = stored_session(&manager, 180);
+        let value = manager.store().load(&key).expect("load").expect("stored");
+        let floor = FileFloor::new(&dir.join("cachelib-floor"), vec![7u8; value.len() + 4]);
+        Self {
+            manager,
+            header,
+            floor,
+        }
+    }
+
+    fn cycle(&self) {
+        cycle(&self.manager, &self.header)
+    }
 }
 
 criterion_group!(benches, memory, file);

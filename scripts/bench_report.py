@@ -308,8 +308,10 @@ def per_store_section(run):
         yield "|---|---|"
         for name in sorted(k for k in run.medians if k.startswith(store + "/")):
             yield f"| {name.split('/', 1)[1]} | {fmt(run.medians[name])} |"
+        # Every paired-rounds line of the store: the cycle vs its floor, merging on vs off, and
+        # the store's other configurations ("file cachelib layout + Pickle paired rounds").
         for line in run.store_log(store).splitlines():
-            if line.startswith((f"{store} paired", f"{store} merging")):
+            if line.startswith(f"{store} ") and "paired" in line:
                 yield ""
                 yield f"`{line.strip()}`"
         yield ""

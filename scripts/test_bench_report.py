@@ -54,13 +54,18 @@ def write(path, text):
         f.write(text)
 
 
-def full_run(out):
-    """Every file a complete bench.sh run leaves."""
-    minimal_run(out)
-    for i, (full_id, ns) in enumerate(MEDIANS.items()):
+def write_medians(out, medians):
+    """Criterion's files for each benchmark id -> median in ns."""
+    for i, (full_id, ns) in enumerate(medians.items()):
         bench = f"{out}/criterion/b{i}/new"
         write(f"{bench}/benchmark.json", json.dumps({"full_id": full_id}))
         write(f"{bench}/estimates.json", json.dumps({"median": {"point_estimate": ns}}))
+
+
+def full_run(out):
+    """Every file a complete bench.sh run leaves."""
+    minimal_run(out)
+    write_medians(out, MEDIANS)
     for name, text in LOGS.items():
         write(f"{out}/logs/{name}.log", text)
     write(f"{out}/flask.jsonl", FLASK)
@@ -100,6 +105,25 @@ class ReportTest(unittest.TestCase):
         self.assertIn("| peak (VmHWM) | | 55.0 MiB |", text)
         self.assertIn("| open signed cookie | 547 ns |", text)
         self.assertIn("- **Runtime of bench.sh:** 2 min 5 s", text)
+
+    def test_the_file_store_shows_both_layouts_and_sums_up_the_native_one(self):
+        minimal_run(self.out)
+        write(f"{self.out}/stores.tsv", "file\tup\t\n")
+        write_medians(self.out, {
+            "file/raw floor: read + write temp + rename over (std::fs)": 400000.0,
+            "file/request cycle: open, get, insert, commit (FileStore, signed)": 440000.0,
+            "file/cachelib layout + Pickle: open, get, insert, commit (FileStore, signed)": 480000.0,
+        })
+        cachelib = ("file cachelib layout + Pickle paired rounds: best cycle 470.00 us, best floor "
+                    "396.00 us, ratio of bests 1.187, median paired ratio 1.200")
+        write(f"{self.out}/logs/local.log",
+              "file paired rounds: best cycle 430.00 us, best floor 395.00 us, ratio of bests 1.089, "
+              f"median paired ratio 1.100\n{cachelib}\n")
+        lines = bench_report.report(self.out).splitlines()
+        self.assertIn("| file | 440.0 µs | 400.0 µs | 1.10× | 1.10× | — | — |", lines)
+        self.assertIn("| cachelib layout + Pickle: open, get, insert, commit (FileStore, signed) "
+                      "| 480.0 µs |", lines)
+        self.assertIn(f"`{cachelib}`", lines)
 
     def test_a_run_without_results_has_only_the_header_and_the_skipped(self):
         minimal_run(self.out)

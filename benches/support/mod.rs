@@ -8,6 +8,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use criterion::measurement::WallTime;
 use criterion::BenchmarkGroup;
+use server_session::codec::Codec;
 use server_session::store::Store;
 use server_session::{Config, SessionManager};
 
@@ -59,7 +60,10 @@ pub fn expiry() -> SystemTime {
 
 /// Stores a session with `visits` and a `note` of `note_len` characters (180 make about 200
 /// bytes of MessagePack); returns the `Cookie` header that names it and its store key.
-pub fn stored_session<S: Store>(manager: &SessionManager<S>, note_len: usize) -> (String, String) {
+pub fn stored_session<S: Store, C: Codec>(
+    manager: &SessionManager<S, C>,
+    note_len: usize,
+) -> (String, String) {
     let mut session = manager.open(None);
     session.insert("visits", &0u64).expect("insert");
     session
@@ -75,7 +79,7 @@ pub fn stored_session<S: Store>(manager: &SessionManager<S>, note_len: usize) ->
 }
 
 /// One request: open with the cookie, read, write, commit (one load and one save).
-pub fn cycle<S: Store>(manager: &SessionManager<S>, header: &str) {
+pub fn cycle<S: Store, C: Codec>(manager: &SessionManager<S, C>, header: &str) {
     let mut session = manager.open(Some(black_box(header)));
     let visits: u64 = session.get("visits").expect("get").unwrap_or(0);
     session.insert("visits", &(visits + 1)).expect("insert");
